@@ -1,0 +1,48 @@
+"""checkpoints_manifest: the leaf layer. What makes a run directory valid and provable.
+
+A run directory is valid once its manifest lists every file with size and
+sha256; `verify` checks a directory against it. Every file in the project is
+written through `atomic_write*` (temp file, fsync, rename). Imports nothing of ours.
+"""
+
+from ._atomic import append_durably, atomic_write, atomic_write_bytes, atomic_write_json, fsync_path
+from ._canonical import canonical_json
+from ._environment import EnvironmentRecord, environment_record
+from ._errors import ManifestError, ManifestNotFoundError
+from ._hashing import sha256_bytes, sha256_file
+from ._manifest import (
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    FileEntry,
+    Manifest,
+    code_version,
+    file_entry,
+    read_manifest,
+    write_manifest,
+)
+from ._verify import Mismatch, verify
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MANIFEST_VERSION",
+    "EnvironmentRecord",
+    "FileEntry",
+    "Manifest",
+    "ManifestError",
+    "ManifestNotFoundError",
+    "Mismatch",
+    "append_durably",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "canonical_json",
+    "code_version",
+    "environment_record",
+    "file_entry",
+    "fsync_path",
+    "read_manifest",
+    "sha256_bytes",
+    "sha256_file",
+    "verify",
+    "write_manifest",
+]

@@ -1,0 +1,77 @@
+"""Atomic and durable writes: the one mechanism every file in a run is written by.
+
+A reader (or a crash) sees either the old file or the complete new one, never a
+torn write. Temp files are named `.<name>.<random>.tmp` in the target's own
+directory, so the final rename never crosses a filesystem.
+"""
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._canonical import canonical_json
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Replace `path` by what `write(tmp_path)` writes, atomically and durably.
+
+    `write` creates the file at the temp path it is given (e.g.
+    `lambda tmp: safetensors.torch.save_file(tensors, tmp)`). Then the file is
+    fsynced, renamed onto `path` and the directory fsynced. If anything raises,
+    the temp file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write {path}: directory {parent} does not exist; create it first"
+        )
+    # Not created here (unlike mkstemp) so the writer's file gets the usual
+    # umask permissions rather than 0600.
+    tmp = parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    try:
+        write(tmp)
+        if not tmp.is_file():
+            raise FileNotFoundError(
+                f"cannot write {path}: the writer did not create a file at the "
+                f"temp path {tmp} it was given"
+            )
+        fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_path(parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Replace `path` by `data` atomically."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Replace `path` by `obj` as canonical JSON (indent 2, sorted keys, newline), utf-8."""
+    atomic_write_bytes(path, canonical_json(obj).encode("utf-8"))
+
+
+def append_durably(path: str | os.PathLike, data: bytes) -> None:
+    """Append `data` to `path` and fsync, so an append-only log survives a crash."""
+    path = Path(path)
+    created = not path.exists()
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    if created:
+        fsync_path(path.parent)  # make the new directory entry durable too
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """fsync a file or a directory (after a rename into it, so the rename is durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

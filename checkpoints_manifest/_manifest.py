@@ -1,0 +1,230 @@
+"""The manifest: the record that makes a run directory valid, and its one JSON in/out."""
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._atomic import atomic_write_bytes
+from ._canonical import canonical_json
+from ._environment import EnvironmentRecord
+from ._errors import ManifestError, ManifestNotFoundError
+from ._hashing import _size_and_sha256
+from ._schema import check_keys, check_type, relpath_problem
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_KEYS = {
+    "version",
+    "run",
+    "files",
+    "checkpoints",
+    "dataset_fingerprint",
+    "code_version",
+    "environment",
+}
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a run: its size and sha256, and the Hub commit it was published at."""
+
+    size: int
+    sha256: str
+    commit: str | None = None  # None until published
+
+
+@dataclass
+class Manifest:
+    """Every file of a run with its hash, the complete checkpoint steps, and provenance."""
+
+    run: str  # e.g. "toy-solu-2l-seed3"
+    files: dict[str, FileEntry]  # relative POSIX path inside the run dir -> entry
+    checkpoints: list[int]  # steps whose checkpoint is complete, ascending
+    dataset_fingerprint: str
+    code_version: str
+    environment: EnvironmentRecord
+    version: int = MANIFEST_VERSION
+
+    def to_json(self) -> str:
+        """Canonical JSON (indent 2, sorted keys, newline): the one way a manifest is written.
+
+        The result is checked by the same rules as `from_json`, so nothing is
+        written that could not be read back.
+        """
+        d = {
+            "version": self.version,
+            "run": self.run,
+            "files": {
+                path: {"size": e.size, "sha256": e.sha256, "commit": e.commit}
+                for path, e in self.files.items()
+            },
+            "checkpoints": list(self.checkpoints),
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "code_version": self.code_version,
+            "environment": self.environment.to_dict(),
+        }
+        _parse(d, source=f"manifest of run {self.run!r}")
+        return canonical_json(d)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = MANIFEST_NAME) -> "Manifest":
+        """Parse and validate manifest JSON: the one way a manifest is read.
+
+        Raises ManifestError naming `source`, the key or path, and what is wrong
+        (unknown version, wrong type, unsafe path, unordered checkpoints, ...).
+        """
+        try:
+            d = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{source}: not valid JSON ({e})") from None
+        except ManifestError as e:
+            raise ManifestError(f"{source}: {e}") from None
+        return _parse(d, source=source)
+
+
+def read_manifest(run_dir: str | os.PathLike) -> Manifest:
+    """Read and validate `run_dir/manifest.json`."""
+    path = Path(run_dir) / MANIFEST_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestNotFoundError(
+            f"no {MANIFEST_NAME} in {run_dir}: a run directory is valid only once its "
+            f"manifest is written (the trainer writes it last); finish or resume the run, "
+            f"or download it again"
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: not utf-8 text ({e})") from None
+    return Manifest.from_json(text, source=str(path))
+
+
+def write_manifest(run_dir: str | os.PathLike, manifest: Manifest) -> None:
+    """Write `run_dir/manifest.json` atomically; write it after the files it lists."""
+    atomic_write_bytes(Path(run_dir) / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+
+
+def file_entry(run_dir: str | os.PathLike, relpath: str) -> FileEntry:
+    """Size and sha256 (from one read) of the existing file `run_dir/relpath`."""
+    if problem := relpath_problem(relpath):
+        raise ManifestError(f"file path {relpath!r} {problem}")
+    size, sha256 = _size_and_sha256(Path(run_dir) / relpath)
+    return FileEntry(size=size, sha256=sha256)
+
+
+def code_version() -> str:
+    """Version of the installed "zoo" plus "+g<12-hex sha>[.dirty]" when run from a git checkout.
+
+    "unknown" when zoo is not installed. Dirty means tracked files differ from
+    the commit (untracked files do not count, as in setuptools-scm). Without git,
+    or without a commit, only the version is returned.
+    """
+    try:
+        version = importlib.metadata.version("zoo")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    # The packages sit at the repository root; checking that the checkout's top
+    # is exactly there keeps a site-packages inside some other repo from lending
+    # us its commit.
+    root = Path(__file__).resolve().parent.parent
+    top = _git(root, "rev-parse", "--show-toplevel")
+    sha = _git(root, "rev-parse", "--short=12", "HEAD")
+    if top is None or sha is None or Path(top).resolve() != root:
+        return version
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return f"{version}+g{sha}" + (".dirty" if status else "")
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    """stdout of a git command, or None if git is missing or fails."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _parse(d: Any, *, source: str) -> Manifest:
+    """Validate a decoded manifest dict into a Manifest; errors name `source` and the key."""
+    try:
+        return _manifest_from_dict(d)
+    except ManifestError as e:
+        raise ManifestError(f"{source}: {e}") from None
+
+
+def _manifest_from_dict(d: Any) -> Manifest:
+    check_type(d, dict, "the manifest")
+    # The version first: a manifest from another release may differ in every other key.
+    if "version" in d:
+        check_type(d["version"], int, "version")
+    if "version" in d and d["version"] != MANIFEST_VERSION:
+        raise ManifestError(
+            f"version is {d['version']!r} but this code reads only manifest version "
+            f"{MANIFEST_VERSION}; use the zoo release that wrote it"
+        )
+    check_keys(d, _KEYS, "the manifest")
+    for key in ("run", "dataset_fingerprint", "code_version"):
+        check_type(d[key], str, key)
+    check_type(d["files"], dict, "files")
+    check_type(d["checkpoints"], list, "checkpoints")
+    files = {path: _file_entry(path, entry) for path, entry in d["files"].items()}
+    checkpoints = d["checkpoints"]
+    for i, step in enumerate(checkpoints):
+        check_type(step, int, f"checkpoints[{i}]")
+        if step < 0:
+            raise ManifestError(f"checkpoints[{i}] is {step}; steps are >= 0")
+        if i and step <= checkpoints[i - 1]:
+            raise ManifestError(
+                f"checkpoints[{i}] is {step} after {checkpoints[i - 1]}; "
+                f"steps must be strictly ascending"
+            )
+    return Manifest(
+        run=d["run"],
+        files=files,
+        checkpoints=list(checkpoints),
+        dataset_fingerprint=d["dataset_fingerprint"],
+        code_version=d["code_version"],
+        environment=EnvironmentRecord.from_dict(d["environment"]),
+        version=d["version"],
+    )
+
+
+def _file_entry(path: str, entry: Any) -> FileEntry:
+    where = f"files[{path!r}]"
+    if problem := relpath_problem(path):
+        raise ManifestError(f"file path {path!r} {problem}")
+    if path == MANIFEST_NAME:
+        raise ManifestError(f"{where}: the manifest cannot list itself")
+    check_keys(entry, {"size", "sha256", "commit"}, where)
+    check_type(entry["size"], int, f"{where}.size")
+    if entry["size"] < 0:
+        raise ManifestError(f"{where}.size is {entry['size']}; sizes are >= 0")
+    check_type(entry["sha256"], str, f"{where}.sha256")
+    if not _SHA256.fullmatch(entry["sha256"]):
+        raise ManifestError(f"{where}.sha256 {entry['sha256']!r} is not 64 lowercase hex digits")
+    check_type(entry["commit"], str, f"{where}.commit", optional=True)
+    return FileEntry(size=entry["size"], sha256=entry["sha256"], commit=entry["commit"])
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """Refuse a repeated key, which plain json.loads would silently resolve to the last."""
+    d = {}
+    for key, value in pairs:
+        if key in d:
+            raise ManifestError(f"key {key!r} appears twice in one object")
+        d[key] = value
+    return d
+
+
+def _no_constant(name: str) -> None:
+    raise ManifestError(f"{name} is not valid JSON")
