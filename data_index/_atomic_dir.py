@@ -1,0 +1,82 @@
+"""Complete-or-nothing directories: build in a sibling temp dir, fsync it all, rename into place.
+
+A reader (or a crash) sees no directory or a complete one, never a half-built
+store. An interrupted build leaves only a `.NAME.partial-HOST-PID-*` sibling,
+which the next build on that host removes once its process is gone.
+"""
+
+import errno
+import os
+import secrets
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+
+class TargetExistsError(Exception):
+    """The target appeared while we built (a concurrent build won the race); ours was discarded."""
+
+
+def build_dir(out_dir: Path, build: Callable[[Path], None]) -> None:
+    """Run `build(tmp)` on a fresh temp dir beside `out_dir`, then atomically rename it to `out_dir`.
+
+    `out_dir` must not exist (an empty directory is fine). Raises TargetExistsError
+    if it was filled meanwhile; on any error the temp dir is removed.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out_dir)
+    tmp = out_dir.parent / f"{_partial_prefix(out_dir)}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        build(tmp)
+        _fsync_tree(tmp)
+        try:
+            os.rename(tmp, out_dir)  # atomic; replaces an empty dir, refuses a non-empty one
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise TargetExistsError(str(out_dir)) from None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(out_dir.parent)
+
+
+def _partial_prefix(out_dir: Path) -> str:
+    return f".{out_dir.name}.partial-"
+
+
+def _remove_stale_partials(out_dir: Path) -> None:
+    """Remove temp dirs of builds on this host whose process has died (an interrupted build)."""
+    host = socket.gethostname()
+    for p in out_dir.parent.glob(_partial_prefix(out_dir) + "*"):
+        parts = p.name[len(_partial_prefix(out_dir)) :].rsplit("-", 2)  # host-pid-random; a host may hold '-'
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _alive(int(parts[1])):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory under root, so the rename publishes durable bytes."""
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            _fsync(Path(dirpath) / name)
+        _fsync(Path(dirpath))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

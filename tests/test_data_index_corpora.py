@@ -1,0 +1,130 @@
+"""Built-in corpora are byte-identical forever; file corpora read what users have; bad input is named."""
+
+import hashlib
+import json
+import re
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from data_index import (
+    BUILTIN_CORPORA,
+    BadCorpusError,
+    CorpusFileNotFoundError,
+    EmptyCorpusError,
+    UnknownCorpusError,
+    builtin_corpus,
+    file_corpus,
+)
+
+# Golden records: sha256 of the 20 documents of seed 7, joined by NUL. A change here
+# breaks every store built from the corpus: give the generator a new version instead.
+GOLDEN = {
+    "stories": "9f0426d23dffd28376cfa7e92c79c397d8c312721d23b977dd3851dfa1a6730b",
+    "induction": "1117175ec8f1912a21e94909322ea897dc6f3ca88375ab5b17d894bdd07f87dd",
+    "modular": "f45ce073f5aa84368426ad4a54ce11aad6de27a778c1b31eff9c810f49250745",
+    "shakespeare": "9fa126fbdc686f5295c80c5da93f1e48fe85e97cbb962e419df6ce489b2e8293",
+}
+
+
+def _digest(texts: list[str]) -> str:
+    return hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize("name", BUILTIN_CORPORA)
+def test_builtin_corpus_bytes_match_the_golden_record(name):
+    ds = builtin_corpus(name, seed=7, n_docs=20)
+    assert ds.column_names == ["text"] and len(ds) == 20
+    assert _digest(ds["text"]) == GOLDEN[name]
+
+
+@pytest.mark.parametrize("name", ["stories", "induction", "modular"])
+def test_generated_corpus_depends_on_seed_and_grows_by_appending(name):
+    small = builtin_corpus(name, seed=1, n_docs=10)["text"]
+    large = builtin_corpus(name, seed=1, n_docs=30)["text"]
+    assert large[:10] == small
+    assert builtin_corpus(name, seed=2, n_docs=10)["text"] != small
+    assert builtin_corpus(name, seed=1, n_docs=10, version=1)["text"] == small
+
+
+def test_stories_repeat_character_names_within_a_story():
+    # Copying a name seen earlier in the context is what makes an induction head pay off.
+    texts = builtin_corpus("stories", n_docs=200)["text"]
+    repeats = 0
+    for t in texts:
+        names = re.findall(r"\b[A-Z][a-z]+\b", t)
+        repeats += any(names.count(n) >= 3 for n in set(names) - {"One", "Once", "Long", "Last", "The", "Then"})
+    assert repeats >= 190
+    assert len({w for t in texts for w in re.findall(r"[A-Za-z']+", t)}) < 1000  # a vocabulary a small BPE covers
+
+
+def test_induction_documents_repeat_spans():
+    for t in builtin_corpus("induction", n_docs=20)["text"]:
+        words = t.rstrip(".").split()
+        grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+        assert len(set(grams)) < len(grams)
+
+
+def test_modular_equations_are_correct_mod_113():
+    for t in builtin_corpus("modular", n_docs=20)["text"]:
+        for line in t.splitlines():
+            a, b, c = map(int, re.fullmatch(r"(\d+) \+ (\d+) = (\d+)", line).groups())
+            assert c == (a + b) % 113
+
+
+def test_shakespeare_is_the_real_text():
+    texts = builtin_corpus("shakespeare", n_docs=10_000)["text"]
+    assert len(texts) == 775  # every scene of the 38 plays
+    assert any("To be, or not to be" in t for t in texts)
+    assert not any("**" in t for t in texts)
+
+
+def test_unknown_corpus_lists_the_known_ones():
+    with pytest.raises(UnknownCorpusError, match="stories, induction, modular, shakespeare"):
+        builtin_corpus("storeis")
+    with pytest.raises(UnknownCorpusError, match="no version 99; known versions: 1"):
+        builtin_corpus("stories", version=99)
+
+
+def test_zero_documents_is_an_empty_corpus():
+    with pytest.raises(EmptyCorpusError, match="n_docs must be >= 1"):
+        builtin_corpus("stories", n_docs=0)
+
+
+def test_file_corpus_reads_txt_jsonl_json_and_parquet_in_order(tmp_path):
+    (tmp_path / "a.txt").write_text("first document\nwith two lines", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"text": "second"}\n\n{"text": "third", "id": 3}\n', encoding="utf-8")
+    (tmp_path / "c.json").write_text(json.dumps([{"body": "x"}]), encoding="utf-8")
+    pq.write_table(pa.table({"text": ["fourth", "fifth"]}), tmp_path / "d.parquet")
+    ds = file_corpus([tmp_path / "a.txt", tmp_path / "b.jsonl", tmp_path / "d.parquet"])
+    assert ds["text"] == ["first document\nwith two lines", "second", "third", "fourth", "fifth"]
+    assert file_corpus([str(tmp_path / "c.json")], text_column="body")["text"] == ["x"]
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(CorpusFileNotFoundError, match="nope.txt does not exist"):
+        file_corpus([tmp_path / "nope.txt"])
+
+
+def test_unreadable_files_say_what_to_do(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b", encoding="utf-8")
+    with pytest.raises(BadCorpusError, match="unsupported file type '.csv'; use .txt, .jsonl"):
+        file_corpus([tmp_path / "x.csv"])
+    (tmp_path / "y.jsonl").write_text('{"body": "no text"}\n', encoding="utf-8")
+    with pytest.raises(BadCorpusError, match="no string field 'text'.*text_column="):
+        file_corpus([tmp_path / "y.jsonl"])
+    (tmp_path / "z.jsonl").write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(BadCorpusError, match="not valid JSON"):
+        file_corpus([tmp_path / "z.jsonl"])
+    pq.write_table(pa.table({"body": ["a"]}), tmp_path / "w.parquet")
+    with pytest.raises(BadCorpusError, match="no column 'text'"):
+        file_corpus([tmp_path / "w.parquet"])
+
+
+def test_files_without_documents_are_an_empty_corpus(tmp_path):
+    (tmp_path / "e.jsonl").write_text("\n", encoding="utf-8")
+    with pytest.raises(EmptyCorpusError, match="no documents"):
+        file_corpus([tmp_path / "e.jsonl"])
+    with pytest.raises(EmptyCorpusError):
+        file_corpus([])
