@@ -1,1 +1,17 @@
-"""TODO"""
+"""zoo: seeded, exactly reproducible model families for mechanistic interpretability.
+
+The Python API mirrors the CLI: `zoo.train("toy", runs="solu-*")` is `zoo train toy --runs 'solu-*'`.
+"""
+
+from pathlib import Path
+
+from training import RunResult, load_spec, train_zoo
+
+
+def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out", resume: bool = False,
+          device: str = "cpu", progress: bool = True) -> list[RunResult]:
+    """Train the runs of a zoo spec (a built-in name or a TOML path); see `zoo train --help`."""
+    return train_zoo(load_spec(spec), Path(out), runs=runs, resume=resume, device=device, progress=progress)
+
+
+__all__ = ["train"]

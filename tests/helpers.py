@@ -1,0 +1,30 @@
+"""Small helpers shared by tests."""
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+from checkpoints_manifest import read_manifest, write_manifest
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every regular file under `root` (relative path → digest), lock files excluded."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def cut_run_back(run_dir: Path, *, keep: int) -> None:
+    """Make a finished run look like one that crashed after its first `keep` checkpoints.
+
+    Later checkpoint directories stay on disk, unlisted, as a crash between a
+    checkpoint's rename and the manifest update would leave them.
+    """
+    manifest = read_manifest(run_dir)
+    steps = manifest.checkpoints[:keep]
+    listed = {f"checkpoints/step{s:08d}/" for s in steps}
+    files = {p: e for p, e in manifest.files.items()
+             if not p.startswith("checkpoints/") or p[: len("checkpoints/step00000000/")] in listed}
+    write_manifest(run_dir, dataclasses.replace(manifest, checkpoints=steps, files=files))

@@ -1,0 +1,78 @@
+"""The determinism contract of the trainer, proved bitwise (sha256 / torch.equal)."""
+
+import dataclasses
+import shutil
+
+import torch
+from safetensors.torch import load_file
+
+from checkpoints_manifest import read_manifest, verify
+from data_index import prepare_store
+from helpers import cut_run_back, tree_digest
+from training import build_model, build_optimizer, train_zoo
+from training.checkpoint import capture, checkpoint_dir_name, loss_lines, read
+from training.loop import loss_record, run_path, run_steps, zoo_dir
+
+
+def test_two_trainings_of_the_same_run_are_byte_identical(tiny_spec, trained_tiny, tmp_path):
+    train_zoo(tiny_spec, tmp_path, runs="solu-1l-seed1,attn-only-1l-seed0", progress=False)
+    for name in ("solu-1l-seed1", "attn-only-1l-seed0"):
+        again = tree_digest(tmp_path / "tiny" / "runs" / name)
+        reference = tree_digest(trained_tiny / "tiny" / "runs" / name)
+        assert again == reference
+        assert any(p.endswith("loss.jsonl") for p in again)
+        assert len([p for p in again if p.endswith("model.safetensors")]) == len(read_manifest(
+            trained_tiny / "tiny" / "runs" / name).checkpoints)
+
+
+def test_init_seed_sets_weights_and_data_seed_alone_leaves_step0_identical(tiny_spec, tmp_path):
+    spec = dataclasses.replace(tiny_spec, seeds=((0, 0), (0, 1), (1, 0)))
+    train_zoo(spec, tmp_path, runs="gelu-*", progress=False)
+    runs = tmp_path / "tiny" / "runs"
+
+    def weights(run, step):
+        return load_file(runs / run / "checkpoints" / checkpoint_dir_name(step) / "model.safetensors")
+
+    final = spec.training.steps
+    same_init = weights("gelu-1l-seed0", 0), weights("gelu-1l-init0-data1", 0)
+    assert all(torch.equal(same_init[0][k], same_init[1][k]) for k in same_init[0])
+    other_init = weights("gelu-1l-init1-data0", 0)
+    assert not torch.equal(same_init[0]["embed.W_E"], other_init["embed.W_E"])
+    a, b = weights("gelu-1l-seed0", final), weights("gelu-1l-init0-data1", final)
+    assert not torch.equal(a["embed.W_E"], b["embed.W_E"])
+
+
+def test_resume_from_every_checkpoint_reproduces_the_next_bitwise(tiny_spec, trained_tiny):
+    """Load each checkpoint, train to the next one, compare every tensor and loss line."""
+    store = prepare_store(tiny_spec.data, zoo_dir(trained_tiny, tiny_spec) / "data", progress=False)
+    for run in tiny_spec.runs():
+        path = run_path(trained_tiny, tiny_spec, run)
+        steps = read_manifest(path).checkpoints
+        for start, stop in zip(steps, steps[1:]):
+            model = build_model(tiny_spec, run, store.vocab_size, "cpu")
+            optimizer = build_optimizer(model, tiny_spec.optimizer, "cpu")
+            read(path, start, model, optimizer)
+            records = []
+            for loop, stats in run_steps(tiny_spec, run, store, model, optimizer, start=start, stop=stop,
+                                         device="cpu"):
+                records.append(loss_record(loop, stats))
+            snap = capture(model, optimizer, loop, records)
+            folder = path / "checkpoints" / checkpoint_dir_name(stop)
+            for name, tensors in (("model", snap.weights), ("optimizer", snap.optimizer)):
+                saved = load_file(folder / f"{name}.safetensors")
+                assert saved.keys() == tensors.keys()
+                assert all(torch.equal(saved[k], tensors[k]) for k in saved), (run.name, start, stop, name)
+            assert loss_lines(snap.loss_records) == (folder / "loss.jsonl").read_bytes()
+
+
+def test_resume_through_the_cli_path_ends_byte_identical(tiny_spec, trained_tiny, tmp_path):
+    """Cut a finished run back to an early checkpoint (as a crash would), then `--resume`."""
+    name = "gelu-1l-seed0"
+    reference = trained_tiny / "tiny" / "runs" / name
+    copy = tmp_path / "tiny" / "runs" / name
+    shutil.copytree(trained_tiny / "tiny" / "data", tmp_path / "tiny" / "data")
+    shutil.copytree(reference, copy)
+    cut_run_back(copy, keep=len(read_manifest(copy).checkpoints) // 2)
+    assert verify(copy) == []
+    train_zoo(tiny_spec, tmp_path, runs=name, resume=True, progress=False)
+    assert tree_digest(copy) == tree_digest(reference)

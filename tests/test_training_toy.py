@@ -1,0 +1,28 @@
+"""The built-in toy zoo trains: every architecture learns far more than unigram statistics."""
+
+import numpy as np
+import pytest
+
+from checkpoints_manifest import verify
+from data_index import TokenStore
+from training import load_spec, train_zoo
+
+
+def unigram_entropy_nats(store: TokenStore) -> float:
+    """Entropy of the corpus's token frequencies: the loss of the best context-free model."""
+    tokens = store.samples(np.arange(store.n_samples))[:, 1:]
+    counts = np.bincount(tokens.ravel(), minlength=store.vocab_size).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+@pytest.mark.slow
+def test_every_architecture_of_the_toy_zoo_beats_unigram_entropy_by_far(tmp_path):
+    spec = load_spec("toy")
+    results = train_zoo(spec, tmp_path, runs="*-1l-seed0", progress=False)
+    entropy = unigram_entropy_nats(TokenStore.open(tmp_path / "toy" / "data"))
+    assert {r.run for r in results} == {"attn-only-1l-seed0", "gelu-1l-seed0", "solu-1l-seed0"}
+    for r in results:
+        assert verify(r.path) == []
+        print(f"{r.run}: final loss {r.final_loss:.3f} nats vs unigram entropy {entropy:.3f}")
+        assert r.final_loss < 0.6 * entropy, (r.run, r.final_loss, entropy)

@@ -1,0 +1,208 @@
+"""The deterministic training loop: spec → data → model → optimizer → steps → checkpoints.
+
+Every update is a pure function of (state, batch): the batch of step s comes from
+the stateless order, micro-batch gradients are summed in a fixed tree, and no
+random number is drawn after initialization. So a run resumed from any
+checkpoint ends bitwise equal to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_index import StepIndex, TokenStore, build_step_index, prepare_store, step_sample_ids
+from training import checkpoint
+from training.determinism import generator_for, set_determinism
+from training.model import ModelConfig, Transformer, init_weights, lm_loss
+from training.reduce import tree_sum
+from training.run_dir import open_run
+from training.schedule import checkpoint_steps, learning_rate
+from training.spec import OptimizerSpec, RunSpec, ZooSpec
+
+@dataclass(frozen=True)
+class StepStats:
+    loss: float
+    grad_norm: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: str
+    path: Path
+    final_step: int
+    final_loss: float | None
+    trained_steps: int  # updates done by this call (0 when the run was already complete)
+
+
+def zoo_dir(out: Path, spec: ZooSpec) -> Path:
+    return Path(out) / spec.name
+
+
+def run_path(out: Path, spec: ZooSpec, run: RunSpec) -> Path:
+    return zoo_dir(out, spec) / "runs" / run.name
+
+
+def model_config(spec: ZooSpec, run: RunSpec, d_vocab: int) -> ModelConfig:
+    s = run.size
+    return ModelConfig(n_layers=s.n_layers, d_model=s.d_model, n_heads=s.n_heads, d_head=s.d_head, d_mlp=s.d_mlp,
+                       n_ctx=spec.data.n_ctx, d_vocab=d_vocab, architecture=run.architecture)
+
+
+def run_config(spec: ZooSpec, run: RunSpec, cfg: ModelConfig) -> dict[str, Any]:
+    """config.json: the model in TransformerLens fields plus everything that determines the run."""
+    full = spec.to_dict()
+    return {
+        "model": cfg.to_dict(),
+        "run": {"zoo": spec.name, "model": run.model, "name": run.name, "architecture": run.architecture,
+                "init_seed": run.init_seed, "data_seed": run.data_seed},
+        **{key: full[key] for key in ("data", "training", "optimizer", "checkpoints")},
+    }
+
+
+def build_model(spec: ZooSpec, run: RunSpec, d_vocab: int, device: str) -> Transformer:
+    """Initialized on the CPU from the init generator, so step-0 weights are the same on every device."""
+    model = Transformer(model_config(spec, run, d_vocab))
+    init_weights(model, generator_for(run.init_seed, "init"))
+    return model.to(device)
+
+
+def build_optimizer(model: Transformer, spec: OptimizerSpec, device: str) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only. The implementation is fixed per device (determinism)."""
+    decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=spec.lr, betas=(spec.beta1, spec.beta2), eps=spec.eps, foreach=device == "cuda",
+    )
+    checkpoint.init_optimizer_state(model, optimizer)
+    return optimizer
+
+
+def batch_tokens(store: TokenStore, step: int, *, batch_size: int, data_seed: int, device: str) -> torch.Tensor:
+    """The [B, n_ctx+1] tokens of update `step`, by the stateless order."""
+    ids = step_sample_ids(step, batch_size=batch_size, n_samples=store.n_samples, data_seed=data_seed)
+    return torch.from_numpy(np.ascontiguousarray(store.samples(ids), dtype=np.int64)).to(device)
+
+
+def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, *, lr: float,
+               micro_batch_size: int, grad_clip: float, precision: str = "float32") -> StepStats:
+    """One optimizer update on `tokens` [B, n_ctx+1].
+
+    Each micro-batch's gradient is computed on its own and the gradients are summed in a
+    fixed pairwise tree, so the update is bitwise the same for any accumulation split.
+    """
+    params = [p for p in model.parameters()]
+    autocast = (torch.autocast(tokens.device.type, dtype=torch.bfloat16) if precision == "bfloat16"
+                else nullcontext())
+    losses, grads = [], []
+    for micro in tokens.split(micro_batch_size):
+        with autocast:
+            loss = lm_loss(model(micro[:, :-1]), micro[:, 1:])
+        grads.append(list(torch.autograd.grad(loss, params)))
+        losses.append([loss.detach().float()])
+    n_micro = len(losses)
+    mean_grads = [g / n_micro for g in tree_sum(grads)]
+    mean_loss = tree_sum(losses)[0] / n_micro
+    grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in mean_grads]))
+    scale = torch.clamp(grad_clip / (grad_norm + 1e-6), max=1.0) if grad_clip > 0 else None
+    for param, grad in zip(params, mean_grads):
+        param.grad = grad * scale if scale is not None else grad
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepStats(loss=mean_loss.item(), grad_norm=grad_norm.item())
+
+
+def run_steps(spec: ZooSpec, run: RunSpec, store: TokenStore, model: Transformer,
+              optimizer: torch.optim.Optimizer, *, start: int, stop: int,
+              device: str) -> Iterator[tuple[checkpoint.LoopState, StepStats]]:
+    """Updates start+1 … stop of `run`, from the state after `start` updates; yields after each.
+
+    The one loop that training, resume and replay all go through.
+    """
+    total = spec.training.steps
+    tokens_per_step = spec.training.batch_size * spec.data.n_ctx
+    for step in range(start + 1, stop + 1):
+        lr = learning_rate(spec.optimizer, step, total)
+        tokens = batch_tokens(store, step, batch_size=spec.training.batch_size, data_seed=run.data_seed,
+                              device=device)
+        stats = train_step(model, optimizer, tokens, lr=lr, micro_batch_size=spec.training.micro_batch_size,
+                           grad_clip=spec.optimizer.grad_clip, precision=spec.training.precision)
+        yield checkpoint.LoopState(step=step, tokens_seen=step * tokens_per_step, lr=lr), stats
+
+
+def loss_record(loop: checkpoint.LoopState, stats: StepStats) -> dict[str, Any]:
+    """One line of the loss log."""
+    return {"step": loop.step, "loss": stats.loss, "lr": loop.lr, "grad_norm": stats.grad_norm,
+            "tokens": loop.tokens_seen}
+
+
+def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resume: bool = False,
+              device: str = "cpu", progress: bool = True) -> RunResult:
+    """Train one run to the spec's last step, checkpointing on the dense schedule."""
+    set_determinism(device)
+    total = spec.training.steps
+    model = build_model(spec, run, store.vocab_size, device)
+    optimizer = build_optimizer(model, spec.optimizer, device)
+    schedule = set(checkpoint_steps(spec.checkpoints, total))
+    path = run_path(out, spec, run)
+    with open_run(path, run=run.full_name, config=run_config(spec, run, model.cfg),
+                  dataset_fingerprint=store.fingerprint, device=device, resume=resume, final_step=total) as rd:
+        if rd.latest_step is None:
+            loop = checkpoint.LoopState(step=0, tokens_seen=0, lr=0.0)
+            rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, []))
+        else:
+            loop = checkpoint.read(rd.path, rd.latest_step, model, optimizer)
+        start = loop.step
+        pending: list[dict[str, Any]] = []
+        stats: StepStats | None = None
+        bar = tqdm(total=total, initial=start, desc=run.name, unit="step", disable=not progress, leave=False)
+        began = time.perf_counter()
+        for loop, stats in run_steps(spec, run, store, model, optimizer, start=start, stop=total, device=device):
+            pending.append(loss_record(loop, stats))
+            if loop.step in schedule:
+                rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, pending))
+                pending = []
+            bar.update(1)
+            if loop.step % 10 == 0 or loop.step == total:
+                rate = (loop.step - start) * spec.training.batch_size * spec.data.n_ctx / (
+                    time.perf_counter() - began)
+                bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{rate:,.0f}")
+        bar.close()
+        return RunResult(run.name, path, total, stats.loss if stats else None, total - start)
+
+
+def index_path(zoo: Path, data_seed: int) -> Path:
+    """Where the materialized step index of `data_seed` lives inside a zoo directory."""
+    return Path(zoo) / "index" / f"data{data_seed}"
+
+
+def prepare_step_index(spec: ZooSpec, store: TokenStore, zoo: Path, data_seed: int, *,
+                       progress: bool) -> StepIndex:
+    """The step index for `data_seed` (built once): which samples every update of such a run used."""
+    path = index_path(zoo, data_seed)
+    if path.exists():
+        return StepIndex.open(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return build_step_index(store, path, data_seed=data_seed, batch_size=spec.training.batch_size,
+                            n_steps=spec.training.steps, progress=progress)
+
+
+def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool = False, device: str = "cpu",
+              progress: bool = True) -> list[RunResult]:
+    """Prepare the zoo's dataset and step indexes once, then train every selected run in order."""
+    selected = spec.runs(runs)
+    store = prepare_store(spec.data, zoo_dir(out, spec) / "data", progress=progress)
+    for data_seed in sorted({run.data_seed for run in selected}):
+        prepare_step_index(spec, store, zoo_dir(out, spec), data_seed, progress=progress)
+    return [train_run(spec, run, store, out, resume=resume, device=device, progress=progress) for run in selected]

@@ -1,0 +1,152 @@
+"""A run directory: config, loss log, checkpoints, and the manifest that makes them valid.
+
+Every checkpoint commit: checkpoint directory (with its stretch of the loss log)
+renamed into place → manifest rewritten atomically. A crash anywhere leaves the
+previous manifest in force; `open_run` removes what a crash left behind
+(checkpoint directories the manifest does not list).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from checkpoints_manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    atomic_write_bytes,
+    canonical_json,
+    code_version,
+    environment_record,
+    file_entry,
+    read_manifest,
+    write_manifest,
+)
+from training import checkpoint
+from training.errors import RunDirectoryConflictError, RunLockedError
+
+CONFIG_NAME = "config.json"
+LOCK_NAME = ".lock"
+
+
+@dataclass
+class RunDirectory:
+    """An open, locked run directory. Use `open_run`; call `close` (or use `with`)."""
+
+    path: Path
+    manifest: Manifest
+    _lock_fd: int
+
+    @property
+    def latest_step(self) -> int | None:
+        return self.manifest.checkpoints[-1] if self.manifest.checkpoints else None
+
+    def commit_checkpoint(self, snapshot: checkpoint.Snapshot) -> None:
+        """Write a checkpoint, then the manifest that lists it (last)."""
+        files = checkpoint.write(self.path, snapshot)
+        entries = dict(self.manifest.files)
+        entries.update({rel: file_entry(self.path, rel) for rel in files})
+        steps = sorted({*self.manifest.checkpoints, snapshot.loop.step})
+        self.manifest = replace(self.manifest, files=entries, checkpoints=steps)
+        write_manifest(self.path, self.manifest)
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def __enter__(self) -> "RunDirectory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_run(path: Path, *, run: str, config: dict[str, Any], dataset_fingerprint: str,
+             device: str, resume: bool, final_step: int) -> RunDirectory:
+    """Create or reopen a run directory for training, refusing anything that is not this run.
+
+    - another process holds the run's lock → `RunLockedError`;
+    - files of another run (different config.json, or files but no config) → `RunDirectoryConflictError`;
+    - an unfinished run (last checkpoint before `final_step`) without `resume` →
+      `RunDirectoryConflictError` (never overwrite); a finished one simply reopens;
+    - a dataset whose fingerprint differs from the manifest's → `RunDirectoryConflictError`.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    lock_fd = _lock(path, run)
+    try:
+        config_bytes = canonical_json(config).encode()
+        _check_same_run(path, config_bytes)
+        manifest_path = path / MANIFEST_NAME
+        if manifest_path.exists():
+            manifest = read_manifest(path)
+            if not resume and manifest.checkpoints[-1:] != [final_step]:
+                raise RunDirectoryConflictError(
+                    f"{path} already holds run {manifest.run!r} with checkpoints up to step "
+                    f"{manifest.checkpoints[-1] if manifest.checkpoints else 'none'}; pass --resume to continue it, "
+                    f"or choose another --out"
+                )
+            if manifest.dataset_fingerprint != dataset_fingerprint:
+                raise RunDirectoryConflictError(
+                    f"{path} was trained on dataset {manifest.dataset_fingerprint[:16]}…, but the dataset "
+                    f"prepared now has fingerprint {dataset_fingerprint[:16]}…; resuming would mix data. "
+                    f"Rebuild the original dataset or train into another --out"
+                )
+            _discard_unlisted_checkpoints(path, {checkpoint.checkpoint_dir_name(s) for s in manifest.checkpoints})
+        else:
+            _discard_unlisted_checkpoints(path, set())
+            atomic_write_bytes(path / CONFIG_NAME, config_bytes)
+            manifest = Manifest(
+                run=run,
+                files={CONFIG_NAME: file_entry(path, CONFIG_NAME)},
+                checkpoints=[],
+                dataset_fingerprint=dataset_fingerprint,
+                code_version=code_version(),
+                environment=environment_record(device),
+            )
+        return RunDirectory(path, manifest, lock_fd)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+def _lock(path: Path, run: str) -> int:
+    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunLockedError(f"run {run!r} in {path} is being written by another process; "
+                             f"wait for it to finish (or stop it) and try again") from None
+    return fd
+
+
+def _check_same_run(path: Path, config_bytes: bytes) -> None:
+    config_path = path / CONFIG_NAME
+    if config_path.exists():
+        if config_path.read_bytes() != config_bytes:
+            raise RunDirectoryConflictError(
+                f"{config_path} describes a different run (its config differs from the spec's); "
+                f"refusing to overwrite it. Choose another --out, or delete that directory yourself"
+            )
+        return
+    foreign = [p.name for p in path.iterdir() if p.name != LOCK_NAME]
+    if foreign:
+        raise RunDirectoryConflictError(
+            f"{path} holds files that are not a zoo run ({', '.join(sorted(foreign)[:5])}); "
+            f"refusing to write into it. Choose another --out"
+        )
+
+
+def _discard_unlisted_checkpoints(path: Path, keep: set[str]) -> None:
+    """Remove checkpoint directories (and `.partial` ones) that no manifest lists: not valid yet."""
+    folder = path / "checkpoints"
+    if not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        if child.name not in keep:
+            shutil.rmtree(child)

@@ -1,0 +1,48 @@
+"""`zoo batch` and `zoo where-seen`: what the model trained on, and when."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from data_index import StepIndex, TokenStore, batch, format_batch, format_where_seen, where_seen_text
+from training.loop import index_path
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    show = commands.add_parser(
+        "batch", help="print the exact samples of one training step",
+        description="Print the sample ids (and with --decode the text) of update STEP, read from the "
+                    "zoo's materialized step index: the same samples training used.")
+    show.add_argument("zoo_dir", type=Path, help="a trained zoo's directory, e.g. out/toy")
+    show.add_argument("--step", type=int, required=True, help="update number, 1 … the zoo's last step")
+    show.add_argument("--data-seed", type=int, default=0, help="the run's data_seed (default 0)")
+    show.add_argument("--decode", action="store_true", help="also print each sample as text")
+    show.set_defaults(func=_batch)
+
+    seen = commands.add_parser(
+        "where-seen", help="every (step, row) in which a document was trained on",
+        description="Reverse lookup: the steps whose batch held a sample containing the document.")
+    seen.add_argument("zoo_dir", type=Path, help="a trained zoo's directory, e.g. out/toy")
+    which = seen.add_mutually_exclusive_group(required=True)
+    which.add_argument("--doc", type=int, help="document id in the corpus")
+    which.add_argument("--text", help="every document containing this snippet")
+    seen.add_argument("--data-seed", type=int, default=0, help="the run's data_seed (default 0)")
+    seen.set_defaults(func=_where_seen)
+
+
+def _open(zoo_dir: Path, data_seed: int) -> tuple[TokenStore, StepIndex]:
+    return TokenStore.open(zoo_dir / "data"), StepIndex.open(index_path(zoo_dir, data_seed))
+
+
+def _batch(args: argparse.Namespace) -> int:
+    store, index = _open(args.zoo_dir, args.data_seed)
+    print(format_batch(batch(store, index, args.step), decode=args.decode))
+    return 0
+
+
+def _where_seen(args: argparse.Namespace) -> int:
+    store, index = _open(args.zoo_dir, args.data_seed)
+    hits = {args.doc: index.where_seen(args.doc)} if args.doc is not None else where_seen_text(store, index, args.text)
+    print(format_where_seen(hits))
+    return 0
