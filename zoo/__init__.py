@@ -6,6 +6,7 @@ The Python API mirrors the CLI: `zoo.train("toy", runs="solu-*")` is `zoo train 
 from pathlib import Path
 
 from training import RunResult, load_spec, train_zoo
+from zoo.hub import download, download_data, list_models, load, publish
 
 
 def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out", resume: bool = False,
@@ -14,4 +15,4 @@ def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out",
     return train_zoo(load_spec(spec), Path(out), runs=runs, resume=resume, device=device, progress=progress)
 
 
-__all__ = ["train"]
+__all__ = ["download", "download_data", "list_models", "load", "publish", "train"]

@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from checkpoints_manifest import verify
+from checkpoints_manifest import ManifestError, ManifestNotFoundError, verify
 from data_index import DataIndexError
 from training import TrainingError, load_spec, train_zoo
-from zoo import _data_commands
+from zoo import _data_commands, _hub_commands
+from zoo.hub import HubError
 
 DESCRIPTION = """\
 zoo: an exactly reproducible model-system zoo for mechanistic interpretability.
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (TrainingError, DataIndexError) as e:
+    except (TrainingError, DataIndexError, HubError, ManifestError, ManifestNotFoundError) as e:
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_verify)
 
     _data_commands.add_parsers(commands)
+    _hub_commands.add_parsers(commands)
     return parser
 
 

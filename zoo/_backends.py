@@ -1,0 +1,203 @@
+"""Where published repos live: the Hugging Face Hub (any Hub-API server) or a plain directory root.
+
+Both hold the same layout (`{org}/{name}/…` for models, `datasets/{org}/{name}/…` for
+datasets, as in Hub URLs) behind the same few operations, so publish and load are
+written once. Only the Hub has commits and revisions; a directory root reports none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+from checkpoints_manifest import atomic_write, atomic_write_bytes, sha256_bytes, sha256_file
+from zoo._hub_errors import HubError, UnknownModelError
+
+Content = bytes | Path  # a file to publish: in memory (cards, manifests) or on disk
+
+
+@dataclass(frozen=True)
+class Repo:
+    """One published repo: `org/name` and whether it is a model (a run) or a dataset (a zoo's data)."""
+
+    id: str
+    type: str  # "model" | "dataset"
+
+
+class Backend(Protocol):
+    """The operations publish and load need from a place that holds repos."""
+
+    def head(self, repo: Repo) -> str | None:
+        """The commit main points at; None if the repo does not exist or the backend has no commits."""
+
+    def missing(self, repo: Repo, files: dict[str, Content]) -> list[str]:
+        """The paths of `files` that the repo does not hold with exactly these bytes."""
+
+    def read(self, repo: Repo, path: str) -> bytes | None:
+        """The current bytes of a published file, or None if the repo or file does not exist."""
+
+    def commit(self, repo: Repo, files: dict[str, Content], message: str) -> str | None:
+        """Add `files` to the repo in one commit (creating the repo); the new commit, or None without commits."""
+
+    def tag(self, repo: Repo, name: str, commit: str | None) -> None:
+        """Tag `commit` as `name` unless the tag exists (tags never move)."""
+
+    def fetch(self, repo: Repo, path: str, revision: str | None) -> tuple[Path, str | None]:
+        """A local path holding the published file, and the commit it came from (unverified bytes)."""
+
+    def evict(self, local: Path) -> None:
+        """Forget a fetched copy that failed verification, so it is never served as good again."""
+
+
+def backend_for(root: str | os.PathLike | None) -> Backend:
+    """The Hub (HF_ENDPOINT) when `root` is None, else the directory `root` (a path or `file://` URL)."""
+    if root is None:
+        return HubBackend()
+    text = os.fspath(root)
+    return DirBackend(Path(text.removeprefix("file://")))
+
+
+def _bytes_of(content: Content) -> bytes:
+    return content if isinstance(content, bytes) else content.read_bytes()
+
+
+def _sha256_of(content: Content) -> str:
+    return sha256_bytes(content) if isinstance(content, bytes) else sha256_file(content)
+
+
+def _git_sha1(content: Content) -> str:
+    """The id git (and the Hub) gives a regular file: sha1 of "blob {size}\\0" + bytes."""
+    data = _bytes_of(content)
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class HubBackend:
+    """Repos on the Hub, or any server speaking its API at HF_ENDPOINT."""
+
+    def __init__(self) -> None:
+        self.api = HfApi()  # built now, so it takes the endpoint in force at this call
+
+    def head(self, repo: Repo) -> str | None:
+        try:
+            return self.api.repo_info(repo.id, repo_type=repo.type).sha
+        except RepositoryNotFoundError:
+            return None
+
+    def missing(self, repo: Repo, files: dict[str, Content]) -> list[str]:
+        head = self.head(repo)
+        if head is None:
+            return sorted(files)
+        remote = {}
+        for item in self.api.list_repo_tree(repo.id, repo_type=repo.type, revision=head, recursive=True):
+            if hasattr(item, "blob_id"):  # a file, not a folder
+                remote[item.path] = item
+        return sorted(path for path, content in files.items() if not _holds(remote.get(path), content))
+
+    def read(self, repo: Repo, path: str) -> bytes | None:
+        try:
+            return Path(hf_hub_download(repo.id, path, repo_type=repo.type)).read_bytes()
+        except (RepositoryNotFoundError, EntryNotFoundError):
+            return None
+
+    def commit(self, repo: Repo, files: dict[str, Content], message: str) -> str | None:
+        self.api.create_repo(repo.id, repo_type=repo.type, exist_ok=True)
+        # One create_commit with every file: one commit however many files (upload_folder may split).
+        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content if isinstance(content, bytes)
+                                         else str(content)) for path, content in sorted(files.items())]
+        return self.api.create_commit(repo.id, operations, commit_message=message, repo_type=repo.type).oid
+
+    def tag(self, repo: Repo, name: str, commit: str | None) -> None:
+        self.api.create_tag(repo.id, tag=name, revision=commit, repo_type=repo.type, exist_ok=True)
+
+    def fetch(self, repo: Repo, path: str, revision: str | None) -> tuple[Path, str | None]:
+        try:
+            local = Path(hf_hub_download(repo.id, path, repo_type=repo.type, revision=revision))
+        except RevisionNotFoundError:
+            raise UnknownModelError(f"{repo.type} repo {repo.id} has no revision {revision!r}; "
+                                    f"use a branch, a tag (e.g. step{{N}}) or a commit sha it has") from None
+        except RepositoryNotFoundError:
+            raise UnknownModelError(f"no {repo.type} repo {repo.id} at {self.api.endpoint}; "
+                                    f"check org= (and HF_ENDPOINT), or publish it first") from None
+        except EntryNotFoundError:
+            raise UnknownModelError(f"{repo.type} repo {repo.id} has no file {path}; "
+                                    f"publish the run again to complete it") from None
+        parts = local.parts
+        return local, parts[parts.index("snapshots") + 1]
+
+    def evict(self, local: Path) -> None:
+        blob = local.resolve()  # the snapshot entry is a link to a content-named blob
+        local.unlink(missing_ok=True)
+        if blob != local:
+            blob.unlink(missing_ok=True)
+
+
+def _holds(remote: object | None, content: Content) -> bool:
+    if remote is None:
+        return False
+    lfs = getattr(remote, "lfs", None)
+    if lfs is not None:
+        return lfs.sha256 == _sha256_of(content)
+    return remote.blob_id == _git_sha1(content)
+
+
+class DirBackend:
+    """Repos as plain directories under a root (a shared cluster filesystem): no commits, no revisions."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, repo: Repo) -> Path:
+        return self.root / ("datasets" if repo.type == "dataset" else "") / repo.id
+
+    def head(self, repo: Repo) -> str | None:
+        return None
+
+    def missing(self, repo: Repo, files: dict[str, Content]) -> list[str]:
+        out = []
+        for path, content in sorted(files.items()):
+            there = self._dir(repo) / path
+            same = (there.is_file() and there.stat().st_size == len(_bytes_of(content))
+                    and sha256_file(there) == _sha256_of(content))
+            if not same:
+                out.append(path)
+        return out
+
+    def read(self, repo: Repo, path: str) -> bytes | None:
+        there = self._dir(repo) / path
+        return there.read_bytes() if there.is_file() else None
+
+    def commit(self, repo: Repo, files: dict[str, Content], message: str) -> str | None:
+        for path, content in sorted(files.items()):
+            target = self._dir(repo) / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                atomic_write_bytes(target, content)
+            else:
+                atomic_write(target, lambda tmp, source=content: shutil.copyfile(source, tmp))
+        return None
+
+    def tag(self, repo: Repo, name: str, commit: str | None) -> None:
+        return None  # a directory keeps one version; there is nothing to tag
+
+    def fetch(self, repo: Repo, path: str, revision: str | None) -> tuple[Path, str | None]:
+        if revision is not None:
+            raise HubError(f"revision={revision!r} was given, but the directory root {self.root} keeps one "
+                           f"version of each repo and has no revisions; drop revision= or load from the Hub")
+        there = self._dir(repo) / path
+        if not there.is_file():
+            if not self._dir(repo).is_dir():
+                raise UnknownModelError(f"no {repo.type} repo {repo.id} under {self.root}; "
+                                        f"check org= and root=, or publish it first")
+            raise UnknownModelError(f"{repo.type} repo {repo.id} under {self.root} has no file {path}; "
+                                    f"publish the run again to complete it")
+        return there, None
+
+    def evict(self, local: Path) -> None:
+        return None  # the root is the source, not a cache: nothing local to forget

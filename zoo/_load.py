@@ -1,0 +1,225 @@
+"""Find published runs, fetch their files with every byte checked, and build models from them.
+
+A run's manifest.json is fetched first (at `revision`, default main); every other file
+is then fetched at the commit that manifest came from, so one load sees one snapshot
+(and a warm cache needs no request beyond the manifest's). Each file is checked
+against its manifest entry; a bad copy is evicted from the cache before the error.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+
+from checkpoints_manifest import MANIFEST_NAME, Manifest, ManifestError, sha256_bytes, sha256_file
+from training.checkpoint import checkpoint_dir_name
+from training.model import ModelConfig, Transformer
+from zoo._backends import Backend, Repo
+from zoo._hub_errors import HubError, IntegrityError, UnknownModelError
+from zoo._publish import REGISTRY, REGISTRY_FILE, data_repo_id
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One published run, as `list_models` reports it (from its manifest and config)."""
+
+    repo_id: str
+    zoo: str
+    model: str  # e.g. "solu-2l"
+    architecture: str
+    init_seed: int
+    data_seed: int
+    n_layers: int
+    d_model: int
+    steps: list[int]  # checkpoint steps, ascending
+
+
+@dataclass
+class Loaded:
+    """A model with weights loaded (ready for `run_with_cache`), and the records it came from."""
+
+    model: Transformer
+    config: dict[str, Any]
+    manifest: Manifest  # as published: each file with the commit it was published at
+    step: int
+    repo_id: str
+    commit: str | None  # the Hub commit the files came from; None on a directory root
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A run's manifest and the revision its other files are fetched at."""
+
+    repo: Repo
+    manifest: Manifest
+    revision: str | None
+    folder: Path
+
+
+def run_name(zoo: str, model: str, init_seed: int, data_seed: int) -> str:
+    """`{zoo}-{model}-seed{k}`, or `-init{i}-data{d}` when the seeds differ: the run's repo name."""
+    seeds = f"seed{init_seed}" if init_seed == data_seed else f"init{init_seed}-data{data_seed}"
+    return f"{zoo}-{model}-{seeds}"
+
+
+def registry(backend: Backend, org: str) -> dict[str, dict[str, Any]]:
+    """Run name → identity (zoo, model, architecture, seeds) of every run published under `org`."""
+    try:
+        local, _ = backend.fetch(Repo(f"{org}/{REGISTRY}", "dataset"), REGISTRY_FILE, None)
+    except UnknownModelError:
+        raise UnknownModelError(f"nothing is published under org {org!r} (no {org}/{REGISTRY}); "
+                                f"check org= (and HF_ENDPOINT or root=), or publish a zoo first") from None
+    return json.loads(local.read_text())["runs"]
+
+
+def list_runs(backend: Backend, org: str) -> list[RunInfo]:
+    """Every run published under `org`, with sizes and checkpoint steps from its verified files."""
+    out = []
+    for name in sorted(registry(backend, org)):
+        snap = snapshot(backend, Repo(f"{org}/{name}", "model"), None)
+        config = json.loads(verified_bytes(backend, snap, "config.json"))
+        run, model = config["run"], config["model"]
+        out.append(RunInfo(snap.repo.id, run["zoo"], run["model"], run["architecture"], run["init_seed"],
+                           run["data_seed"], model["n_layers"], model["d_model"], snap.manifest.checkpoints))
+    return sorted(out, key=lambda r: (r.zoo, r.architecture, r.n_layers, r.model, r.init_seed, r.data_seed))
+
+
+def find_run(backend: Backend, org: str, model: str, *, zoo: str | None, seed: int | None,
+             init_seed: int | None, data_seed: int | None) -> Repo:
+    """The repo of the one run matching; an error listing what exists when none or several do."""
+    if seed is not None:
+        if init_seed is not None or data_seed is not None:
+            raise HubError("pass either seed= (both seeds) or init_seed=/data_seed=, not both")
+        init_seed = data_seed = seed
+    runs = registry(backend, org)
+    models = sorted({f"{r['zoo']}/{r['model']}" for r in runs.values()})
+    candidates = {n: r for n, r in runs.items() if r["model"] == model and zoo in (None, r["zoo"])}
+    if not candidates:
+        where = f" in zoo {zoo!r}" if zoo else ""
+        raise UnknownModelError(f"org {org!r} has no model {model!r}{where}; published (zoo/model): "
+                                f"{', '.join(models)}")
+    matches = [n for n, r in candidates.items()
+               if init_seed in (None, r["init_seed"]) and data_seed in (None, r["data_seed"])]
+    seeds = ", ".join(sorted(f"{r['zoo']}: init_seed={r['init_seed']} data_seed={r['data_seed']}"
+                             for r in candidates.values()))
+    if not matches:
+        raise UnknownModelError(f"{model} has no run with init_seed={init_seed}, data_seed={data_seed}; "
+                                f"published seeds: {seeds}")
+    if len(matches) > 1:
+        raise UnknownModelError(f"{model} has {len(matches)} runs matching ({', '.join(sorted(matches))}); "
+                                f"pass seed= (or init_seed=/data_seed=) and zoo= to pick one. Seeds: {seeds}")
+    return Repo(f"{org}/{matches[0]}", "model")
+
+
+def snapshot(backend: Backend, repo: Repo, revision: str | None) -> _Snapshot:
+    """Fetch and parse the repo's manifest.json at `revision`; a manifest that does not parse is evicted."""
+    local, commit = backend.fetch(repo, MANIFEST_NAME, revision)
+    try:
+        manifest = Manifest.from_json(local.read_text(), source=f"{repo.id}/{MANIFEST_NAME}")
+    except (ManifestError, UnicodeDecodeError) as e:
+        backend.evict(local)
+        raise IntegrityError(f"{repo.id}: {MANIFEST_NAME} is damaged ({e}); the copy was removed from the "
+                             f"cache, try again (republish the run if it persists)",
+                             repo_id=repo.id, path=MANIFEST_NAME) from None
+    return _Snapshot(repo, manifest, commit, local.parent)
+
+
+def verified_bytes(backend: Backend, snap: _Snapshot, path: str) -> bytes:
+    """The bytes of a listed file, read once and checked (size, sha256) against the manifest."""
+    local = _fetch_listed(backend, snap, path)
+    data = local.read_bytes()
+    _check(backend, snap, path, local, len(data), sha256_bytes(data))
+    return data
+
+
+def verified_path(backend: Backend, snap: _Snapshot, path: str) -> Path:
+    """A local path of a listed file whose bytes were checked against the manifest."""
+    local = _fetch_listed(backend, snap, path)
+    _check(backend, snap, path, local, local.stat().st_size, sha256_file(local))
+    return local
+
+
+def _fetch_listed(backend: Backend, snap: _Snapshot, path: str) -> Path:
+    if path not in snap.manifest.files:
+        raise UnknownModelError(f"{snap.repo.id}: {path} is not in its manifest")
+    return backend.fetch(snap.repo, path, snap.revision)[0]
+
+
+def _check(backend: Backend, snap: _Snapshot, path: str, local: Path, size: int, sha256: str) -> None:
+    entry = snap.manifest.files[path]
+    if size == entry.size and sha256 == entry.sha256:
+        return
+    backend.evict(local)
+    found = f"{size} bytes" if size != entry.size else f"sha256 {sha256}"
+    raise IntegrityError(
+        f"{snap.repo.id}: {path} does not match its manifest (expected {entry.size} bytes, sha256 "
+        f"{entry.sha256}; got {found}). The bad copy was removed from the cache; download again, and "
+        f"if it persists the published file is damaged: republish the run",
+        repo_id=snap.repo.id, path=path)
+
+
+def pick_step(snap: _Snapshot, config: dict[str, Any], step: int | str | None, tokens: int | None) -> int:
+    """The checkpoint asked for: a step, "final", or the nearest to `tokens` tokens seen."""
+    steps = snap.manifest.checkpoints
+    if tokens is not None:
+        if step is not None:
+            raise HubError(f"pass step= or tokens=, not both (got step={step!r}, tokens={tokens})")
+        # The loop's own definition of tokens seen after `s` updates (state.json's tokens_seen).
+        per_step = config["training"]["batch_size"] * config["data"]["n_ctx"]
+        return min(steps, key=lambda s: (abs(s * per_step - tokens), s))
+    if step is None or step == "final":
+        return steps[-1]
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise HubError(f"step must be an int or 'final', got {step!r}")
+    if step not in steps:
+        nearest = sorted(sorted(steps, key=lambda s: (abs(s - step), s))[:2])
+        raise UnknownModelError(f"{snap.repo.id} has no checkpoint at step {step}; nearest: "
+                                f"{', '.join(map(str, nearest))} (checkpoints: {_summary(steps)})")
+    return step
+
+
+def _summary(steps: list[int]) -> str:
+    shown = ", ".join(map(str, steps)) if len(steps) <= 12 else (
+        ", ".join(map(str, steps[:6])) + ", …, " + ", ".join(map(str, steps[-3:])))
+    return f"{shown}; {len(steps)} in all"
+
+
+def load_model(backend: Backend, snap: _Snapshot, step: int | str | None, tokens: int | None) -> Loaded:
+    """Build the model of checkpoint `step` with verified weights."""
+    config = json.loads(verified_bytes(backend, snap, "config.json"))
+    chosen = pick_step(snap, config, step, tokens)
+    # Hash the file, then let safetensors map it: costs one sha256 pass more than a bare load_file.
+    weights = safetensors.torch.load_file(verified_path(backend, snap, _checkpoint_file(chosen, "model.safetensors")))
+    model = Transformer(ModelConfig.from_dict(config["model"]))
+    model.load_state_dict(weights, assign=True)  # strict: every tensor present, none extra
+    return Loaded(model, config, snap.manifest, chosen, snap.repo.id, snap.revision)
+
+
+def _checkpoint_file(step: int, name: str) -> str:
+    return f"checkpoints/{checkpoint_dir_name(step)}/{name}"
+
+
+def fetch_all(backend: Backend, snap: _Snapshot, paths: list[str], workers: int = 8) -> Path:
+    """Fetch and verify `paths` in parallel; the local folder holding the snapshot."""
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda p: verified_path(backend, snap, p), paths))
+    return snap.folder
+
+
+def run_files(snap: _Snapshot, steps: list[int] | None) -> list[str]:
+    """config.json and every file of the checkpoints `steps` (all when None)."""
+    chosen = snap.manifest.checkpoints if steps is None else steps
+    for s in chosen:
+        if s not in snap.manifest.checkpoints:
+            pick_step(snap, {}, s, None)  # raises, listing the nearest steps
+    prefixes = tuple(f"checkpoints/{checkpoint_dir_name(s)}/" for s in chosen)
+    return ["config.json", *sorted(p for p in snap.manifest.files if p.startswith(prefixes))]
+
+
+def data_repo(org: str, zoo: str) -> Repo:
+    return Repo(data_repo_id(org, zoo), "dataset")
