@@ -9,8 +9,8 @@ checkpoint ends bitwise equal to an uninterrupted one.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
-from collections.abc import Iterator
+from contextlib import ExitStack, nullcontext
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,8 @@ from tqdm import tqdm
 from data_index import StepIndex, TokenStore, build_step_index, prepare_store, step_sample_ids
 from training import checkpoint
 from training.determinism import generator_for, set_determinism
+from training.distributed import SINGLE, DataParallel
 from training.model import ModelConfig, Transformer, init_weights, lm_loss
-from training.reduce import tree_sum
 from training.run_dir import open_run
 from training.schedule import checkpoint_steps, learning_rate
 from training.spec import OptimizerSpec, RunSpec, ZooSpec
@@ -94,50 +94,61 @@ def batch_tokens(store: TokenStore, step: int, *, batch_size: int, data_seed: in
 
 
 def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, *, lr: float,
-               micro_batch_size: int, grad_clip: float, precision: str = "float32") -> StepStats:
-    """One optimizer update on `tokens` [B, n_ctx+1].
+               micro_batch_size: int, grad_clip: float, precision: str = "float32",
+               parallel: DataParallel = SINGLE) -> StepStats:
+    """One optimizer update on the global batch `tokens` [B, n_ctx+1].
 
     Each micro-batch's gradient is computed on its own and the gradients are summed in a
-    fixed pairwise tree, so the update is bitwise the same for any accumulation split.
+    fixed pairwise tree (across `parallel`'s ranks too), so the update is bitwise the same
+    for any processes × accumulation split.
     """
     params = [p for p in model.parameters()]
     autocast = (torch.autocast(tokens.device.type, dtype=torch.bfloat16) if precision == "bfloat16"
                 else nullcontext())
-    losses, grads = [], []
-    for micro in tokens.split(micro_batch_size):
+    items = []  # per micro-batch: its gradients, then its loss
+    for micro in parallel.shard(tokens, micro_batch_size).split(micro_batch_size):
         with autocast:
             loss = lm_loss(model(micro[:, :-1]), micro[:, 1:])
-        grads.append(list(torch.autograd.grad(loss, params)))
-        losses.append([loss.detach().float()])
-    n_micro = len(losses)
-    mean_grads = [g / n_micro for g in tree_sum(grads)]
-    mean_loss = tree_sum(losses)[0] / n_micro
+        items.append([*torch.autograd.grad(loss, params), loss.detach().float()])
+    n_micro = len(items) * parallel.world_size
+    *mean_grads, mean_loss = parallel.tree_sum(items)
+    if n_micro > 1:  # dividing by 1 is exact: skip the copies
+        mean_grads = [g / n_micro for g in mean_grads]
+        mean_loss = mean_loss / n_micro
     grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in mean_grads]))
-    scale = torch.clamp(grad_clip / (grad_norm + 1e-6), max=1.0) if grad_clip > 0 else None
+    if grad_clip > 0:
+        scale = torch.clamp(grad_clip / (grad_norm + 1e-6), max=1.0)
+        for grad in mean_grads:
+            grad.mul_(scale)
     for param, grad in zip(params, mean_grads):
-        param.grad = grad * scale if scale is not None else grad
+        param.grad = grad
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepStats(loss=mean_loss.item(), grad_norm=grad_norm.item())
+    loss_value, norm_value = torch.stack([mean_loss, grad_norm]).tolist()  # one device sync, not two
+    return StepStats(loss=loss_value, grad_norm=norm_value)
 
 
-def run_steps(spec: ZooSpec, run: RunSpec, store: TokenStore, model: Transformer,
-              optimizer: torch.optim.Optimizer, *, start: int, stop: int,
-              device: str) -> Iterator[tuple[checkpoint.LoopState, StepStats]]:
+def run_steps(spec: ZooSpec, run: RunSpec, store: TokenStore | None, model: Transformer,
+              optimizer: torch.optim.Optimizer, *, start: int, stop: int, device: str,
+              parallel: DataParallel = SINGLE, batches: Callable[[int], torch.Tensor] | None = None,
+              ) -> Iterator[tuple[checkpoint.LoopState, StepStats]]:
     """Updates start+1 … stop of `run`, from the state after `start` updates; yields after each.
 
-    The one loop that training, resume and replay all go through.
+    The one loop that training, resume and replay all go through. `batches(step)`, when given,
+    supplies the [B, n_ctx+1] tokens of an update instead of the stateless order over `store`:
+    replay reads them from the published step index, and its callbacks may change them.
     """
     total = spec.training.steps
     tokens_per_step = spec.training.batch_size * spec.data.n_ctx
     for step in range(start + 1, stop + 1):
         lr = learning_rate(spec.optimizer, step, total)
-        tokens = batch_tokens(store, step, batch_size=spec.training.batch_size, data_seed=run.data_seed,
-                              device=device)
+        tokens = batches(step) if batches is not None else batch_tokens(
+            store, step, batch_size=spec.training.batch_size, data_seed=run.data_seed, device=device)
         stats = train_step(model, optimizer, tokens, lr=lr, micro_batch_size=spec.training.micro_batch_size,
-                           grad_clip=spec.optimizer.grad_clip, precision=spec.training.precision)
+                           grad_clip=spec.optimizer.grad_clip, precision=spec.training.precision,
+                           parallel=parallel)
         yield checkpoint.LoopState(step=step, tokens_seen=step * tokens_per_step, lr=lr), stats
 
 
@@ -148,29 +159,41 @@ def loss_record(loop: checkpoint.LoopState, stats: StepStats) -> dict[str, Any]:
 
 
 def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resume: bool = False,
-              device: str = "cpu", progress: bool = True) -> RunResult:
-    """Train one run to the spec's last step, checkpointing on the dense schedule."""
+              device: str = "cpu", progress: bool = True, parallel: DataParallel = SINGLE) -> RunResult:
+    """Train one run to the spec's last step, checkpointing on the dense schedule.
+
+    Under data parallel every rank trains; only rank 0 opens (locks) the run directory and
+    writes checkpoints, the others start from the checkpoint it names.
+    """
     set_determinism(device)
     total = spec.training.steps
     model = build_model(spec, run, store.vocab_size, device)
     optimizer = build_optimizer(model, spec.optimizer, device)
     schedule = set(checkpoint_steps(spec.checkpoints, total))
     path = run_path(out, spec, run)
-    with open_run(path, run=run.full_name, config=run_config(spec, run, model.cfg),
-                  dataset_fingerprint=store.fingerprint, device=device, resume=resume, final_step=total) as rd:
-        if rd.latest_step is None:
+    with ExitStack() as stack:
+        rd = None
+        if parallel.is_writer:
+            rd = parallel.on_writer_failure(lambda: stack.enter_context(open_run(
+                path, run=run.full_name, config=run_config(spec, run, model.cfg),
+                dataset_fingerprint=store.fingerprint, device=device, resume=resume, final_step=total)))
+        latest = parallel.broadcast_step(rd.latest_step if rd is not None else None)
+        if latest is None:
             loop = checkpoint.LoopState(step=0, tokens_seen=0, lr=0.0)
-            rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, []))
+            if rd is not None:
+                rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, []))
         else:
-            loop = checkpoint.read(rd.path, rd.latest_step, model, optimizer)
+            loop = checkpoint.read(path, latest, model, optimizer)
         start = loop.step
         pending: list[dict[str, Any]] = []
         stats: StepStats | None = None
-        bar = tqdm(total=total, initial=start, desc=run.name, unit="step", disable=not progress, leave=False)
+        bar = tqdm(total=total, initial=start, desc=run.name, unit="step",
+                   disable=not progress or rd is None, leave=False)
         began = time.perf_counter()
-        for loop, stats in run_steps(spec, run, store, model, optimizer, start=start, stop=total, device=device):
+        for loop, stats in run_steps(spec, run, store, model, optimizer, start=start, stop=total, device=device,
+                                     parallel=parallel):
             pending.append(loss_record(loop, stats))
-            if loop.step in schedule:
+            if loop.step in schedule and rd is not None:
                 rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, pending))
                 pending = []
             bar.update(1)

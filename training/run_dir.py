@@ -11,7 +11,8 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from dataclasses import dataclass, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,29 +36,53 @@ LOCK_NAME = ".lock"
 
 @dataclass
 class RunDirectory:
-    """An open, locked run directory. Use `open_run`; call `close` (or use `with`)."""
+    """An open, locked run directory. Use `open_run`; call `close` (or use `with`).
+
+    Checkpoints are written by one background thread, one at a time, so training
+    goes on while the previous checkpoint is written and fsynced. Commits stay in
+    order, a failed write surfaces at the next commit or at `flush`, and at most one
+    snapshot waits in memory.
+    """
 
     path: Path
     manifest: Manifest
     _lock_fd: int
+    _writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "checkpoint-writer"))
+    _pending: Future | None = None
 
     @property
     def latest_step(self) -> int | None:
         return self.manifest.checkpoints[-1] if self.manifest.checkpoints else None
 
     def commit_checkpoint(self, snapshot: checkpoint.Snapshot) -> None:
-        """Write a checkpoint, then the manifest that lists it (last)."""
+        """Queue a checkpoint: it is written, then the manifest that lists it (last)."""
+        self.flush()
+        self._pending = self._writer.submit(self._write, snapshot)
+
+    def flush(self) -> None:
+        """Wait for the checkpoint being written; raise its error if it failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _write(self, snapshot: checkpoint.Snapshot) -> None:
         files = checkpoint.write(self.path, snapshot)
         entries = dict(self.manifest.files)
         entries.update({rel: file_entry(self.path, rel) for rel in files})
         steps = sorted({*self.manifest.checkpoints, snapshot.loop.step})
-        self.manifest = replace(self.manifest, files=entries, checkpoints=steps)
-        write_manifest(self.path, self.manifest)
+        manifest = replace(self.manifest, files=entries, checkpoints=steps)
+        write_manifest(self.path, manifest)
+        self.manifest = manifest
 
     def close(self) -> None:
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = -1
+        """Finish the checkpoint in flight, then release the run's lock."""
+        try:
+            self.flush()
+        finally:
+            self._writer.shutdown()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = -1
 
     def __enter__(self) -> "RunDirectory":
         return self
