@@ -6,12 +6,16 @@ which the next build on that host removes once its process is gone.
 """
 
 import errno
+import json
 import os
 import secrets
 import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from ._errors import IncompleteStoreError, StoreNotFoundError
 
 
 class TargetExistsError(Exception):
@@ -80,3 +84,25 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_meta(path: Path, meta_name: str, *, fmt: str, version: int, what: str, how_to_build: str) -> dict[str, Any]:
+    """The metadata JSON a complete build writes last; clear errors for missing, unfinished or foreign dirs.
+
+    `what` names the thing ("token store"), `how_to_build` the call that (re)builds it.
+    """
+    meta_path = path / meta_name
+    if not meta_path.is_file():
+        if path.is_dir() and (path / "zarr.json").exists():
+            raise IncompleteStoreError(
+                f"{path} is a {what} whose build did not finish (no {meta_name}); "
+                f"rerun {how_to_build} (it rebuilds it) or delete the directory"
+            )
+        raise StoreNotFoundError(f"no {what} at {path}; build one with {how_to_build}")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format") != fmt or meta.get("format_version") != version:
+        raise StoreNotFoundError(
+            f"{meta_path} is not a {what} of format {fmt} v{version} "
+            f"(found {meta.get('format')!r} v{meta.get('format_version')!r}); rebuild it with this version of zoo"
+        )
+    return meta

@@ -22,14 +22,12 @@ from tqdm.auto import tqdm
 
 from checkpoints_manifest import atomic_write_json
 
-from ._atomic_dir import TargetExistsError, build_dir
+from ._atomic_dir import TargetExistsError, build_dir, read_meta
 from ._errors import (
     BadScheduleError,
     DocumentOutOfRangeError,
-    IncompleteStoreError,
     StepOutOfRangeError,
     StoreExistsError,
-    StoreNotFoundError,
 )
 from .order import positions_to_ids
 from .store import _IN_MEMORY_MAX_BYTES, TokenStore
@@ -102,22 +100,8 @@ def _in_memory(array) -> np.ndarray | None:
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    meta_path = path / INDEX_JSON
-    if not meta_path.is_file():
-        if path.is_dir() and (path / "zarr.json").exists():
-            raise IncompleteStoreError(
-                f"{path} is a step index whose build did not finish (no {INDEX_JSON}); "
-                f"rerun build_step_index (it rebuilds it) or delete the directory"
-            )
-        raise StoreNotFoundError(f"no step index at {path}; build one with build_step_index(store, {str(path)!r}, ...)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != _FORMAT or meta.get("format_version") != _FORMAT_VERSION:
-        raise StoreNotFoundError(
-            f"{meta_path} is not a step index of format {_FORMAT} v{_FORMAT_VERSION}; "
-            f"rebuild it with this version of zoo"
-        )
-    return meta
-
+    return read_meta(path, INDEX_JSON, fmt=_FORMAT, version=_FORMAT_VERSION, what="step index",
+                     how_to_build=f"build_step_index(store, {str(path)!r}, ...)")
 
 def build_step_index(
     store: TokenStore,

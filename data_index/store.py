@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from checkpoints_manifest import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
-from ._atomic_dir import TargetExistsError, build_dir
+from ._atomic_dir import TargetExistsError, build_dir, read_meta
 from ._errors import (
     BadContextLengthError,
     BadCorpusError,
@@ -40,10 +40,8 @@ from ._errors import (
     DocumentOutOfRangeError,
     EmptyCorpusError,
     FingerprintMismatchError,
-    IncompleteStoreError,
     SampleOutOfRangeError,
     StoreExistsError,
-    StoreNotFoundError,
     TokenizerFileError,
 )
 from ._spec import DataSpec
@@ -192,22 +190,8 @@ class TokenStore:
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    meta_path = path / STORE_JSON
-    if not meta_path.is_file():
-        if path.is_dir() and (path / "zarr.json").exists():
-            raise IncompleteStoreError(
-                f"{path} is a token store whose build did not finish (no {STORE_JSON}); "
-                f"rerun the build (prepare_store rebuilds it) or delete the directory"
-            )
-        raise StoreNotFoundError(f"no token store at {path}; build one with prepare_store(spec, {str(path)!r})")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != _FORMAT or meta.get("format_version") != _FORMAT_VERSION:
-        raise StoreNotFoundError(
-            f"{meta_path} is not a token store of format {_FORMAT} v{_FORMAT_VERSION} "
-            f"(found {meta.get('format')!r} v{meta.get('format_version')!r}); rebuild it with this version of zoo"
-        )
-    return meta
-
+    return read_meta(path, STORE_JSON, fmt=_FORMAT, version=_FORMAT_VERSION, what="token store",
+                     how_to_build=f"prepare_store(spec, {str(path)!r})")
 
 def build_token_store(
     dataset: datasets.Dataset,
