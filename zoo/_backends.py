@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from checkpoints_manifest import atomic_write, atomic_write_bytes, sha256_bytes, sha256_file
-from zoo._hub_errors import HubError, UnknownModelError
+from zoo import _verified
+from zoo._hub_errors import HubError, HubUnavailableError, PublishError, UnknownModelError, UnsafeArtifactError
+from zoo._retry import retrying
 
 Content = bytes | Path  # a file to publish: in memory (cards, manifests) or on disk
 
@@ -30,6 +38,15 @@ class Repo:
     id: str
     type: str  # "model" | "dataset"
 
+    def __post_init__(self) -> None:
+        # Names become URL and filesystem paths: refuse anything that could leave its folder.
+        if not (isinstance(self.id, str) and _REPO_ID.fullmatch(self.id) and ".." not in self.id
+                and len(self.id) <= 200):
+            raise HubError(f"{self.id!r} is not a valid repo name: org, zoo and model names use letters, digits, "
+                           f"'-', '_' and '.' (no '..', no '/'), e.g. org='me', model='solu-2l'")
+
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 class Backend(Protocol):
     """The operations publish and load need from a place that holds repos."""
@@ -43,8 +60,10 @@ class Backend(Protocol):
     def read(self, repo: Repo, path: str) -> bytes | None:
         """The current bytes of a published file, or None if the repo or file does not exist."""
 
-    def commit(self, repo: Repo, files: dict[str, Content], message: str) -> str | None:
-        """Add `files` to the repo in one commit (creating the repo); the new commit, or None without commits."""
+    def commit(self, repo: Repo, files: dict[str, Content], message: str, parent: str | None) -> str | None:
+        """Add `files` to the repo in one commit on top of `parent` (the head the caller saw; None: a new
+        repo), creating the repo; the new commit, or None without commits. PublishError if someone else
+        moved the head meanwhile."""
 
     def tag(self, repo: Repo, name: str, commit: str | None) -> None:
         """Tag `commit` as `name` unless the tag exists (tags never move)."""
@@ -85,40 +104,66 @@ class HubBackend:
         self.api = HfApi()  # built now, so it takes the endpoint in force at this call
 
     def head(self, repo: Repo) -> str | None:
-        try:
-            return self.api.repo_info(repo.id, repo_type=repo.type).sha
-        except RepositoryNotFoundError:
-            return None
+        def call() -> str | None:
+            try:
+                return self.api.repo_info(repo.id, repo_type=repo.type).sha
+            except RepositoryNotFoundError:
+                return None
+        return retrying(f"reading the head of {repo.type} repo {repo.id}", call)
 
     def missing(self, repo: Repo, files: dict[str, Content]) -> list[str]:
         head = self.head(repo)
         if head is None:
             return sorted(files)
         remote = {}
-        for item in self.api.list_repo_tree(repo.id, repo_type=repo.type, revision=head, recursive=True):
+        tree = retrying(f"listing {repo.type} repo {repo.id}", lambda: list(
+            self.api.list_repo_tree(repo.id, repo_type=repo.type, revision=head, recursive=True)))
+        for item in tree:
             if hasattr(item, "blob_id"):  # a file, not a folder
                 remote[item.path] = item
         return sorted(path for path, content in files.items() if not _holds(remote.get(path), content))
 
     def read(self, repo: Repo, path: str) -> bytes | None:
-        try:
-            return Path(hf_hub_download(repo.id, path, repo_type=repo.type)).read_bytes()
-        except (RepositoryNotFoundError, EntryNotFoundError):
-            return None
+        def call() -> bytes | None:
+            try:
+                return Path(hf_hub_download(repo.id, path, repo_type=repo.type)).read_bytes()
+            except (RepositoryNotFoundError, EntryNotFoundError):
+                return None
+        return retrying(f"download of {repo.id}/{path}", call)
 
-    def commit(self, repo: Repo, files: dict[str, Content], message: str) -> str | None:
-        self.api.create_repo(repo.id, repo_type=repo.type, exist_ok=True)
+    def commit(self, repo: Repo, files: dict[str, Content], message: str, parent: str | None) -> str | None:
+        if parent is None:
+            retrying(f"creating {repo.type} repo {repo.id}",
+                     lambda: self.api.create_repo(repo.id, repo_type=repo.type, exist_ok=True))
+            parent = self.head(repo)  # the repo's initial commit (or a racing publisher's: checked below)
         # One create_commit with every file: one commit however many files (upload_folder may split).
         operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content if isinstance(content, bytes)
                                          else str(content)) for path, content in sorted(files.items())]
-        return self.api.create_commit(repo.id, operations, commit_message=message, repo_type=repo.type).oid
+
+        def attempt() -> str:
+            head = self.head(repo)
+            if head != parent:
+                if not self.missing(repo, files):  # an earlier attempt landed, only its answer was lost
+                    return head
+                raise PublishError(f"{repo.type} repo {repo.id} changed while publishing (head {head}, expected "
+                                   f"{parent}): another publish is running. Nothing half-done was listed; "
+                                   f"wait for it and publish again")
+            return self.api.create_commit(repo.id, operations, commit_message=message, repo_type=repo.type,
+                                          parent_commit=parent).oid
+        return retrying(f"commit of {len(files)} file(s) to {repo.type} repo {repo.id}", attempt)
 
     def tag(self, repo: Repo, name: str, commit: str | None) -> None:
-        self.api.create_tag(repo.id, tag=name, revision=commit, repo_type=repo.type, exist_ok=True)
+        retrying(f"tagging {repo.id} {name}", lambda: self.api.create_tag(
+            repo.id, tag=name, revision=commit, repo_type=repo.type, exist_ok=True))
 
     def fetch(self, repo: Repo, path: str, revision: str | None) -> tuple[Path, str | None]:
         try:
-            local = Path(hf_hub_download(repo.id, path, repo_type=repo.type, revision=revision))
+            local = Path(retrying(f"download of {repo.id}/{path}", lambda: hf_hub_download(
+                repo.id, path, repo_type=repo.type, revision=revision)))
+        except LocalEntryNotFoundError as e:
+            raise HubUnavailableError(f"{repo.id}/{path} is not in the local cache and cannot be downloaded now "
+                                      f"({str(e).splitlines()[0][:200]}); go online (unset HF_HUB_OFFLINE) or "
+                                      f"check HF_ENDPOINT") from None
         except RevisionNotFoundError:
             raise UnknownModelError(f"{repo.type} repo {repo.id} has no revision {revision!r}; "
                                     f"use a branch, a tag (e.g. step{{N}}) or a commit sha it has") from None
@@ -133,6 +178,7 @@ class HubBackend:
 
     def evict(self, local: Path) -> None:
         blob = local.resolve()  # the snapshot entry is a link to a content-named blob
+        _verified.forget(local)
         local.unlink(missing_ok=True)
         if blob != local:
             blob.unlink(missing_ok=True)
@@ -156,13 +202,28 @@ class DirBackend:
     def _dir(self, repo: Repo) -> Path:
         return self.root / ("datasets" if repo.type == "dataset" else "") / repo.id
 
+    def _file(self, repo: Repo, path: str) -> Path:
+        """`path` inside the repo's folder, refused if it or a folder on the way is a symlink (it could
+        lead anywhere on this machine) or the path leaves the folder."""
+        base = self._dir(repo)
+        there = base / path
+        if ".." in Path(path).parts or Path(path).is_absolute():
+            raise UnsafeArtifactError(f"{repo.id}: path {path!r} leaves the repo folder; refused")
+        rel = there.relative_to(self.root)
+        for step in [*reversed(rel.parents[:-1]), rel]:  # every folder under the root, then the file
+            if (self.root / step).is_symlink():
+                raise UnsafeArtifactError(f"{repo.id}: {self.root / step} is a symlink; a directory root holds "
+                                          f"plain files only (a link could lead anywhere): refused. Replace it by "
+                                          f"the file, or publish the run again")
+        return there
+
     def head(self, repo: Repo) -> str | None:
         return None
 
     def missing(self, repo: Repo, files: dict[str, Content]) -> list[str]:
         out = []
         for path, content in sorted(files.items()):
-            there = self._dir(repo) / path
+            there = self._file(repo, path)
             same = (there.is_file() and there.stat().st_size == len(_bytes_of(content))
                     and sha256_file(there) == _sha256_of(content))
             if not same:
@@ -170,12 +231,12 @@ class DirBackend:
         return out
 
     def read(self, repo: Repo, path: str) -> bytes | None:
-        there = self._dir(repo) / path
+        there = self._file(repo, path)
         return there.read_bytes() if there.is_file() else None
 
-    def commit(self, repo: Repo, files: dict[str, Content], message: str) -> str | None:
+    def commit(self, repo: Repo, files: dict[str, Content], message: str, parent: str | None) -> str | None:
         for path, content in sorted(files.items()):
-            target = self._dir(repo) / path
+            target = self._file(repo, path)
             target.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):
                 atomic_write_bytes(target, content)
@@ -190,7 +251,7 @@ class DirBackend:
         if revision is not None:
             raise HubError(f"revision={revision!r} was given, but the directory root {self.root} keeps one "
                            f"version of each repo and has no revisions; drop revision= or load from the Hub")
-        there = self._dir(repo) / path
+        there = self._file(repo, path)
         if not there.is_file():
             if not self._dir(repo).is_dir():
                 raise UnknownModelError(f"no {repo.type} repo {repo.id} under {self.root}; "
@@ -200,4 +261,4 @@ class DirBackend:
         return there, None
 
     def evict(self, local: Path) -> None:
-        return None  # the root is the source, not a cache: nothing local to forget
+        _verified.forget(local)  # the root is the source, not a cache: only its verification record goes

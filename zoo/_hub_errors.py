@@ -20,3 +20,12 @@ class IntegrityError(HubError):
         super().__init__(message)
         self.repo_id = repo_id
         self.path = path
+
+
+class HubUnavailableError(HubError):
+    """The server kept failing (5xx, timeouts, dropped connections) after every retry; nothing bad was kept."""
+
+
+class UnsafeArtifactError(HubError):
+    """A published file is not a well-formed zoo artifact (unsafe path, not safetensors, wrong tensors,
+    absurd sizes); it was refused before anything was allocated or executed from it."""

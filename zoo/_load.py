@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
-
-from checkpoints_manifest import MANIFEST_NAME, Manifest, ManifestError, sha256_bytes, sha256_file
+from checkpoints_manifest import MANIFEST_NAME, Manifest, ManifestError, sha256_bytes
 from training.checkpoint import checkpoint_dir_name
-from training.model import ModelConfig, Transformer
+from training.model import Transformer
+from zoo import _verified
 from zoo._backends import Backend, Repo
-from zoo._hub_errors import HubError, IntegrityError, UnknownModelError
+from zoo._hub_errors import HubError, IntegrityError, UnknownModelError, UnsafeArtifactError
 from zoo._publish import REGISTRY, REGISTRY_FILE, data_repo_id
+from zoo._weights import load_weights, model_config
+
+MAX_JSON_BYTES = 64 << 20  # manifests, configs, the registry: JSON records, never this large unless hostile
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,25 @@ def registry(backend: Backend, org: str) -> dict[str, dict[str, Any]]:
     except UnknownModelError:
         raise UnknownModelError(f"nothing is published under org {org!r} (no {org}/{REGISTRY}); "
                                 f"check org= (and HF_ENDPOINT or root=), or publish a zoo first") from None
-    return json.loads(local.read_text())["runs"]
+    try:
+        runs = _json(local, f"{org}/{REGISTRY}/{REGISTRY_FILE}")["runs"]
+        if isinstance(runs, dict) and all(isinstance(r, dict) for r in runs.values()):
+            return runs
+    except (KeyError, TypeError):
+        pass
+    raise UnsafeArtifactError(f"{org}/{REGISTRY}/{REGISTRY_FILE} is not a zoo registry; publish a run again "
+                              f"to rewrite it")
+
+
+def _json(local: Path, where: str) -> Any:
+    """A small JSON file's value; refused unread if it is huge, and refused if it does not parse."""
+    if local.stat().st_size > MAX_JSON_BYTES:
+        raise UnsafeArtifactError(f"{where} is {local.stat().st_size} bytes, more than a JSON record can "
+                                  f"need ({MAX_JSON_BYTES}); refused unread")
+    try:
+        return json.loads(local.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UnsafeArtifactError(f"{where} is not valid JSON ({e}); republish it") from None
 
 
 def list_runs(backend: Backend, org: str) -> list[RunInfo]:
@@ -82,7 +102,7 @@ def list_runs(backend: Backend, org: str) -> list[RunInfo]:
     out = []
     for name in sorted(registry(backend, org)):
         snap = snapshot(backend, Repo(f"{org}/{name}", "model"), None)
-        config = json.loads(verified_bytes(backend, snap, "config.json"))
+        config = _config(backend, snap)
         run, model = config["run"], config["model"]
         out.append(RunInfo(snap.repo.id, run["zoo"], run["model"], run["architecture"], run["init_seed"],
                            run["data_seed"], model["n_layers"], model["d_model"], snap.manifest.checkpoints))
@@ -120,6 +140,8 @@ def snapshot(backend: Backend, repo: Repo, revision: str | None) -> _Snapshot:
     """Fetch and parse the repo's manifest.json at `revision`; a manifest that does not parse is evicted."""
     local, commit = backend.fetch(repo, MANIFEST_NAME, revision)
     try:
+        if local.stat().st_size > MAX_JSON_BYTES:
+            raise ManifestError(f"{local.stat().st_size} bytes, more than a manifest can need ({MAX_JSON_BYTES})")
         manifest = Manifest.from_json(local.read_text(), source=f"{repo.id}/{MANIFEST_NAME}")
     except (ManifestError, UnicodeDecodeError) as e:
         backend.evict(local)
@@ -131,17 +153,42 @@ def snapshot(backend: Backend, repo: Repo, revision: str | None) -> _Snapshot:
 
 def verified_bytes(backend: Backend, snap: _Snapshot, path: str) -> bytes:
     """The bytes of a listed file, read once and checked (size, sha256) against the manifest."""
-    local = _fetch_listed(backend, snap, path)
-    data = local.read_bytes()
-    _check(backend, snap, path, local, len(data), sha256_bytes(data))
-    return data
+    if path in snap.manifest.files and snap.manifest.files[path].size > MAX_JSON_BYTES:
+        raise UnsafeArtifactError(f"{snap.repo.id}: {path} is listed at {snap.manifest.files[path].size} bytes, "
+                                  f"more than a JSON record can need ({MAX_JSON_BYTES}); refused undownloaded")
+    for attempt in range(2):  # a bad copy is evicted, so a second download may be good
+        local = _fetch_listed(backend, snap, path)
+        data = local.read_bytes()
+        try:
+            _check(backend, snap, path, local, len(data), sha256_bytes(data))
+            return data
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def verified_path(backend: Backend, snap: _Snapshot, path: str) -> Path:
-    """A local path of a listed file whose bytes were checked against the manifest."""
-    local = _fetch_listed(backend, snap, path)
-    _check(backend, snap, path, local, local.stat().st_size, sha256_file(local))
-    return local
+    """A local path of a listed file whose bytes were checked against the manifest.
+
+    Hashed once per local copy: the hash is remembered with the file's stat (zoo/_verified.py)
+    and the file is hashed again whenever its stat changes.
+    """
+    for attempt in range(2):  # a bad copy is evicted, so a second download may be good
+        local = _fetch_listed(backend, snap, path)
+        size = local.stat().st_size
+        try:
+            # A wrong size needs no hash: it is caught before reading (and a huge file is never read).
+            _check(backend, snap, path, local, size, _verified.sha256_of(local) if size == _size(snap, path) else "")
+            return local
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _size(snap: _Snapshot, path: str) -> int:
+    return snap.manifest.files[path].size
 
 
 def _fetch_listed(backend: Backend, snap: _Snapshot, path: str) -> Path:
@@ -166,9 +213,13 @@ def _check(backend: Backend, snap: _Snapshot, path: str, local: Path, size: int,
 def pick_step(snap: _Snapshot, config: dict[str, Any], step: int | str | None, tokens: int | None) -> int:
     """The checkpoint asked for: a step, "final", or the nearest to `tokens` tokens seen."""
     steps = snap.manifest.checkpoints
+    if not steps:
+        raise UnknownModelError(f"{snap.repo.id} lists no checkpoint; publish the run again")
     if tokens is not None:
         if step is not None:
-            raise HubError(f"pass step= or tokens=, not both (got step={step!r}, tokens={tokens})")
+            raise HubError(f"pass step= or tokens=, not both (got step={step!r}, tokens={tokens!r})")
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            raise HubError(f"tokens must be an int >= 0 (tokens seen), got {tokens!r}")
         # The loop's own definition of tokens seen after `s` updates (state.json's tokens_seen).
         per_step = config["training"]["batch_size"] * config["data"]["n_ctx"]
         return min(steps, key=lambda s: (abs(s * per_step - tokens), s))
@@ -190,14 +241,30 @@ def _summary(steps: list[int]) -> str:
 
 
 def load_model(backend: Backend, snap: _Snapshot, step: int | str | None, tokens: int | None) -> Loaded:
-    """Build the model of checkpoint `step` with verified weights."""
-    config = json.loads(verified_bytes(backend, snap, "config.json"))
+    """Build the model of checkpoint `step` with verified weights, refusing absurd configs and malformed
+    weights before allocating."""
+    config = _config(backend, snap)
     chosen = pick_step(snap, config, step, tokens)
-    # Hash the file, then let safetensors map it: costs one sha256 pass more than a bare load_file.
-    weights = safetensors.torch.load_file(verified_path(backend, snap, _checkpoint_file(chosen, "model.safetensors")))
-    model = Transformer(ModelConfig.from_dict(config["model"]))
-    model.load_state_dict(weights, assign=True)  # strict: every tensor present, none extra
+    cfg = model_config(config, snap.repo.id)
+    path = _checkpoint_file(chosen, "model.safetensors")
+    model = load_weights(cfg, verified_path(backend, snap, path), f"{snap.repo.id}/{path}")
     return Loaded(model, config, snap.manifest, chosen, snap.repo.id, snap.revision)
+
+
+def _config(backend: Backend, snap: _Snapshot) -> dict[str, Any]:
+    """The run's verified config.json, with the keys listing and loading read."""
+    where = f"{snap.repo.id}/config.json"
+    try:
+        config = json.loads(verified_bytes(backend, snap, "config.json"))
+        needed = {"run": ("zoo", "model", "architecture", "init_seed", "data_seed"),
+                  "model": ("n_layers", "d_model"), "training": ("batch_size",), "data": ("n_ctx",)}
+        if missing := [f"{section}.{key}" for section, keys in needed.items() for key in keys
+                       if key not in config[section]]:
+            raise KeyError(", ".join(missing))
+        return config
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise UnsafeArtifactError(f"{where} is not a zoo run config ({type(e).__name__}: {e}); republish "
+                                  f"the run") from None
 
 
 def _checkpoint_file(step: int, name: str) -> str:

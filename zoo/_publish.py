@@ -8,7 +8,11 @@ nothing is, so a killed publish is completed by running it again.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from checkpoints_manifest import (
     verify,
 )
 from training.checkpoint import read_loss_log
+from training.run_dir import LOCK_NAME
 from zoo._backends import Backend, Content, Repo
 from zoo._card import data_card, loss_png, model_card
 from zoo._hub_errors import PublishError
@@ -55,6 +60,13 @@ def data_repo_id(org: str, zoo: str) -> str:
 
 def publish_path(path: Path, org: str, backend: Backend) -> list[Published]:
     """Publish a run directory (and its zoo's data), or every finished run of a zoo directory."""
+    with ExitStack() as locks:
+        for run_dir in _run_dirs(path):
+            locks.enter_context(_locked(run_dir))
+        return _publish_runs(path, org, backend)
+
+
+def _publish_runs(path: Path, org: str, backend: Backend) -> list[Published]:
     runs, zoo_dir = _runs_to_publish(path)
     zoo = runs[0].config["run"]["zoo"]
     data_files, data_manifest = _data_files(zoo_dir, zoo, runs)
@@ -71,16 +83,35 @@ def publish_path(path: Path, org: str, backend: Backend) -> list[Published]:
     return results
 
 
+def _run_dirs(path: Path) -> list[Path]:
+    """The run directories to publish: `path` itself, or every run of the zoo directory `path`."""
+    if (path / MANIFEST_NAME).is_file():
+        return [path]
+    if (path / "runs").is_dir():
+        return sorted(d for d in (path / "runs").iterdir() if (d / MANIFEST_NAME).is_file())
+    raise PublishError(f"{path} is neither a run directory (with {MANIFEST_NAME}) nor a zoo directory "
+                       f"(with runs/); pass e.g. out/tiny or out/tiny/runs/solu-1l-seed0")
+
+
+@contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock (the trainer's): a second publisher, or a trainer, is refused meanwhile."""
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PublishError(f"{run_dir} is locked by another process (a publish or a trainer is running on "
+                               f"it); nothing was published. Wait for it to finish and publish again") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _runs_to_publish(path: Path) -> tuple[list[_Run], Path]:
     """The runs under `path`, each checked against its manifest before anything is uploaded."""
-    if (path / MANIFEST_NAME).is_file():
-        run_dirs, zoo_dir = [path], path.parent.parent
-    elif (path / "runs").is_dir():
-        run_dirs = sorted(d for d in (path / "runs").iterdir() if (d / MANIFEST_NAME).is_file())
-        zoo_dir = path
-    else:
-        raise PublishError(f"{path} is neither a run directory (with {MANIFEST_NAME}) nor a zoo directory "
-                           f"(with runs/); pass e.g. out/tiny or out/tiny/runs/solu-1l-seed0")
+    run_dirs = _run_dirs(path)
+    zoo_dir = path.parent.parent if (path / MANIFEST_NAME).is_file() else path
     if not run_dirs:
         raise PublishError(f"{path}/runs holds no run with a {MANIFEST_NAME}; train the zoo first (zoo train)")
     runs = []
@@ -91,6 +122,10 @@ def _runs_to_publish(path: Path) -> tuple[list[_Run], Path]:
             raise PublishError(f"cannot publish {run_dir}: {e}") from None
         if not manifest.checkpoints:
             raise PublishError(f"{run_dir} has no complete checkpoint yet; train it first")
+        if links := [rel for rel in manifest.files if _through_link(run_dir, rel)]:
+            raise PublishError(f"{run_dir}: {links[0]} is (or lies under) a symlink; a run publishes its own "
+                               f"files only (a link could publish anything on this machine). Replace it by the "
+                               f"file itself")
         if mismatches := verify(run_dir, manifest):
             listed = "; ".join(map(str, mismatches[:5]))
             raise PublishError(f"{run_dir} does not match its manifest ({listed}); nothing was published. "
@@ -98,6 +133,11 @@ def _runs_to_publish(path: Path) -> tuple[list[_Run], Path]:
         config = json.loads((run_dir / "config.json").read_text())
         runs.append(_Run(run_dir, manifest, config))
     return runs, zoo_dir
+
+
+def _through_link(base: Path, rel: str) -> bool:
+    parts = Path(rel).parts
+    return any((base.joinpath(*parts[:i])).is_symlink() for i in range(1, len(parts) + 1))
 
 
 def _data_files(zoo_dir: Path, zoo: str, runs: list[_Run]) -> tuple[dict[str, Content], Manifest]:
@@ -118,6 +158,9 @@ def _data_files(zoo_dir: Path, zoo: str, runs: list[_Run]) -> tuple[dict[str, Co
             raise PublishError(f"{zoo_dir}/{folder} is missing; rebuild it with: zoo train SPEC --resume")
         rels += [p.relative_to(zoo_dir).as_posix() for p in sorted((zoo_dir / folder).rglob("*"))
                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(zoo_dir).parts)]
+    if links := [rel for rel in rels if _through_link(zoo_dir, rel)]:
+        raise PublishError(f"{zoo_dir}: {links[0]} is (or lies under) a symlink; the zoo's data publishes its "
+                           f"own files only. Replace it by the file itself")
     # Provenance from a run, not from this process, so publishing again from another checkout changes nothing.
     first = runs[0].manifest
     manifest = Manifest(run=f"{zoo}-data", files={rel: file_entry(zoo_dir, rel) for rel in rels}, checkpoints=[],
@@ -136,7 +179,7 @@ def _publish_repo(backend: Backend, repo: Repo, manifest: Manifest, files: dict[
     data_commit = None
     if missing:
         data_commit = backend.commit(repo, {p: files[p] for p in missing},
-                                     f"Publish {len(missing)} file(s) of {manifest.run}")
+                                     f"Publish {len(missing)} file(s) of {manifest.run}", head)
         commits.append(data_commit)
     entries = {}
     for rel, entry in manifest.files.items():
@@ -151,7 +194,9 @@ def _publish_repo(backend: Backend, repo: Repo, manifest: Manifest, files: dict[
     final = {MANIFEST_NAME: replace(manifest, files=entries).to_json().encode(), **cards}
     changed = backend.missing(repo, final)
     if changed:
-        commits.append(backend.commit(repo, {p: final[p] for p in changed}, f"Manifest and card of {manifest.run}"))
+        # Last, on top of the data commit: a manifest never lists a file that is not committed.
+        commits.append(backend.commit(repo, {p: final[p] for p in changed}, f"Manifest and card of {manifest.run}",
+                                      data_commit or head))
     if tag is not None:
         backend.tag(repo, tag, commits[-1] if commits else head)
     return Published(repo.id, repo.type, missing + changed, [c for c in commits if c is not None])
@@ -170,6 +215,7 @@ def _remote_manifest(backend: Backend, repo: Repo) -> Manifest | None:
 def _register(backend: Backend, org: str, runs: list[_Run]) -> Published:
     """Add the runs to the org's registry, which `list_models` reads."""
     repo = Repo(f"{org}/{REGISTRY}", "dataset")
+    head = backend.head(repo)
     raw = backend.read(repo, REGISTRY_FILE)
     registry = json.loads(raw) if raw is not None else {"runs": {}}
     for run in runs:
@@ -178,5 +224,5 @@ def _register(backend: Backend, org: str, runs: list[_Run]) -> Published:
                                               ("zoo", "model", "architecture", "init_seed", "data_seed")}
     content = {REGISTRY_FILE: canonical_json(registry).encode()}
     changed = backend.missing(repo, content)
-    commit = backend.commit(repo, content, f"Register {len(runs)} run(s)") if changed else None
+    commit = backend.commit(repo, content, f"Register {len(runs)} run(s)", head) if changed else None
     return Published(repo.id, repo.type, changed, [commit] if commit else [])

@@ -16,7 +16,14 @@ import os
 from pathlib import Path
 
 from zoo._backends import Backend, Repo, backend_for
-from zoo._hub_errors import HubError, IntegrityError, PublishError, UnknownModelError
+from zoo._hub_errors import (
+    HubError,
+    HubUnavailableError,
+    IntegrityError,
+    PublishError,
+    UnknownModelError,
+    UnsafeArtifactError,
+)
 from zoo._load import (
     Loaded,
     _Snapshot,
@@ -60,7 +67,9 @@ def load(model: str, *, org: str, seed: int | None = None, init_seed: int | None
     `step` is a checkpoint step or "final" (the default); `tokens=` picks the checkpoint
     nearest to that many tokens seen. `revision` pins a commit sha or tag (e.g. "step24").
     Unknown model, seed or step → UnknownModelError listing what exists; a file whose
-    bytes differ from the manifest → IntegrityError naming it (the bad copy is not kept).
+    bytes differ from the manifest → IntegrityError naming it (the bad copy is not kept);
+    a malformed or hostile file (unsafe path, not safetensors, wrong tensors, absurd config)
+    → UnsafeArtifactError, before allocating; a server that keeps failing → HubUnavailableError.
     """
     backend = backend_for(root)
     snap = _snapshot(backend, org, model, zoo, seed, init_seed, data_seed, revision)
@@ -89,6 +98,12 @@ def download_data(zoo: str, *, org: str, root: Root = None, revision: str | None
 def _snapshot(backend: Backend, org: str, model: str, zoo: str | None, seed: int | None, init_seed: int | None,
               data_seed: int | None, revision: str | None) -> _Snapshot:
     """The run's manifest; straight from its repo name when zoo and seeds say it, else via the registry."""
+    for name, value in {"model": model, "zoo": zoo, "org": org, "revision": revision}.items():
+        if value is not None and not isinstance(value, str):
+            raise HubError(f"{name} must be a string, got {value!r}")
+    for name, value in {"seed": seed, "init_seed": init_seed, "data_seed": data_seed}.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise HubError(f"{name} must be an int >= 0, got {value!r}")
     init, data = (seed, seed) if seed is not None else (init_seed, data_seed)
     if zoo is not None and init is not None and data is not None:
         try:
@@ -101,5 +116,5 @@ def _snapshot(backend: Backend, org: str, model: str, zoo: str | None, seed: int
     return snapshot(backend, repo, revision)
 
 
-__all__ = ["HubError", "IntegrityError", "Loaded", "PublishError", "Published", "RunInfo", "UnknownModelError",
-            "download", "download_data", "list_models", "load", "publish"]
+__all__ = ["HubError", "HubUnavailableError", "IntegrityError", "Loaded", "PublishError", "Published", "RunInfo",
+           "UnknownModelError", "UnsafeArtifactError", "download", "download_data", "list_models", "load", "publish"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 from ._errors import HubError, unauthorized
+from ._faults import Faults
 
 _CHUNK = 1 << 20
 
@@ -135,6 +138,7 @@ class Server(ThreadingHTTPServer):
         self.log = log
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self.faults = Faults()
 
     def track(self, connection: socket.socket, *, add: bool) -> None:
         """Register or forget a client connection."""
@@ -173,6 +177,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         request = Request(self.command, self.path, self.headers, self.rfile)
+        fault = self.server.faults.take(self.command, request.path)
+        if fault is not None:
+            self.server.log(f"{self.command} {self.path} -> injected fault {fault.kind}")
+            if fault.kind == "reset":
+                self._reset()
+                return
+            if fault.kind == "slow":
+                time.sleep(fault.delay_s)
+            elif fault.kind != "truncate":
+                self.close_connection = True  # the body may be unread
+                self._send(error_response(HubError(int(fault.kind), f"injected fault {fault.kind}")))
+                return
         try:
             response = self.server.dispatch(request)
         except ConnectionError as error:  # the client went away (killed mid-upload): nobody to answer
@@ -188,11 +204,18 @@ class _Handler(BaseHTTPRequestHandler):
         if not request.consumed:  # unread body bytes would be parsed as the next request
             self.close_connection = True
         try:
-            self._send(response)
+            self._send(response, truncate=fault is not None and fault.kind == "truncate")
         except OSError:
             self.close_connection = True
 
-    def _send(self, response: Response) -> None:
+    def _reset(self) -> None:
+        """Drop the connection with a TCP RST (SO_LINGER 0), as a crashed proxy would."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+    def _send(self, response: Response, *, truncate: bool = False) -> None:
+        """Write the response; `truncate` sends half the promised body, then closes the connection."""
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -203,8 +226,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
+        if truncate:
+            length //= 2
+            self.close_connection = True
         if response.file is None:
-            self.wfile.write(response.body)
+            self.wfile.write(response.body[:length])
         elif length:
             with open(response.file, "rb") as f:
                 self.connection.sendfile(f, response.offset, length)

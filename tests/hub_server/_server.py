@@ -24,6 +24,7 @@ class HubServer:
     token: str
     root: Path
     _store: Store = field(repr=False)
+    _http: Server | None = field(default=None, repr=False)
 
     @property
     def env(self) -> dict[str, str]:
@@ -50,6 +51,24 @@ class HubServer:
             f.seek(entry.size // 2)
             f.write(bytes([byte ^ 0xFF]))
 
+    def inject(self, fault: str, *, times: int = 1, path_glob: str = "*", method: str | None = None,
+               delay_s: float = 3.0) -> None:
+        """Make the next `times` requests matching `path_glob` (a glob over the URL path) fail with `fault`.
+
+        Faults: "500", "502", "503", "reset", "slow" (`delay_s` before answering), "truncate".
+        See _faults.py. Rules are tried in the order added; `injected` counts what fired.
+        """
+        self._http.faults.add(fault, times, path_glob, method, delay_s)
+
+    def clear_faults(self) -> None:
+        """Drop every pending fault rule."""
+        self._http.faults.clear()
+
+    @property
+    def injected(self) -> dict[str, int]:
+        """Faults injected so far, per kind."""
+        return dict(self._http.faults.injected)
+
     def commits(self, repo_id: str, *, repo_type: str = "model") -> list[str]:
         """Commit shas on main, newest first (the repo's "initial commit" is the last one)."""
         repo = Repo(repo_type, repo_id)
@@ -73,7 +92,7 @@ def serve(root: Path) -> Iterator[HubServer]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield HubServer(endpoint, f"hf_test_{secrets.token_hex(8)}", root, store)
+        yield HubServer(endpoint, f"hf_test_{secrets.token_hex(8)}", root, store, server)
     finally:
         server.shutdown()
         server.close_connections()
