@@ -1,11 +1,12 @@
-"""The built-in toy zoo trains: every architecture learns far more than unigram statistics."""
+"""The main job (`zoo demo`): the toy zoo trains, every architecture learns far more than
+unigram statistics, and a published model loads back bit for bit."""
 
 import numpy as np
 import pytest
 
 from checkpoints_manifest import verify
 from data_index import TokenStore
-from training import load_spec, train_zoo
+from zoo.demo import run_demo
 
 
 def unigram_entropy_nats(store: TokenStore) -> float:
@@ -17,9 +18,11 @@ def unigram_entropy_nats(store: TokenStore) -> float:
 
 
 @pytest.mark.slow
-def test_every_architecture_of_the_toy_zoo_beats_unigram_entropy_by_far(tmp_path):
-    spec = load_spec("toy")
-    results = train_zoo(spec, tmp_path, runs="*-1l-seed0", progress=False)
+def test_demo_trains_every_architecture_below_unigram_entropy_and_loads_back_bitwise(tmp_path):
+    report = run_demo(tmp_path, progress=False)
+    assert report.bitwise_equal, report.loaded
+    assert report.replay_bitwise_equal, report.replay_verdict
+    results = report.results
     entropy = unigram_entropy_nats(TokenStore.open(tmp_path / "toy" / "data"))
     assert {r.run for r in results} == {"attn-only-1l-seed0", "gelu-1l-seed0", "solu-1l-seed0"}
     for r in results:
