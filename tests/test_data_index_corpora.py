@@ -25,6 +25,8 @@ GOLDEN = {
     "induction": "1117175ec8f1912a21e94909322ea897dc6f3ca88375ab5b17d894bdd07f87dd",
     "modular": "f45ce073f5aa84368426ad4a54ce11aad6de27a778c1b31eff9c810f49250745",
     "shakespeare": "9fa126fbdc686f5295c80c5da93f1e48fe85e97cbb962e419df6ce489b2e8293",
+    "repeats": "18124049b9c14342028d39dc6c671561650eb274fe9bb78f1a63634df6d48d25",
+    "grokking": "7d32b50e3857396bbbe04e6494cbeca28129d0d8eeb278edc46894aa26ad6981",
 }
 
 
@@ -81,7 +83,7 @@ def test_shakespeare_is_the_real_text():
 
 
 def test_unknown_corpus_lists_the_known_ones():
-    with pytest.raises(UnknownCorpusError, match="stories, induction, modular, shakespeare"):
+    with pytest.raises(UnknownCorpusError, match="stories, induction, repeats, modular, grokking, shakespeare"):
         builtin_corpus("storeis")
     with pytest.raises(UnknownCorpusError, match="no version 99; known versions: 1"):
         builtin_corpus("stories", version=99)

@@ -23,7 +23,7 @@ from data_index import DataSpec
 from training.errors import SpecError
 from training.model import ARCHITECTURES
 
-BUILTIN_SPECS = ("toy", "tiny")
+BUILTIN_SPECS = ("toy", "tiny", "induction", "grokking")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,20 @@ The Python API mirrors the CLI: `zoo.train("toy", runs="solu-*")` is `zoo train 
 from pathlib import Path
 
 from training import RunResult, load_spec, train_zoo
-from zoo.hub import download, download_data, list_models, load, publish
+from zoo.hub import (
+    HubError,
+    HubUnavailableError,
+    IntegrityError,
+    PublishError,
+    UnknownModelError,
+    UnsafeArtifactError,
+    download,
+    download_data,
+    list_models,
+    load,
+    publish,
+)
+from zoo.replay import replay  # the function; `from zoo.replay import Callback` still reaches the module
 
 
 def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out", resume: bool = False,
@@ -15,4 +28,7 @@ def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out",
     return train_zoo(load_spec(spec), Path(out), runs=runs, resume=resume, device=device, progress=progress)
 
 
-__all__ = ["download", "download_data", "list_models", "load", "publish", "train"]
+__all__ = [
+    "HubError", "HubUnavailableError", "IntegrityError", "PublishError", "UnknownModelError", "UnsafeArtifactError",
+    "download", "download_data", "list_models", "load", "publish", "replay", "train",
+]

@@ -9,7 +9,8 @@ from pathlib import Path
 from checkpoints_manifest import ManifestError, ManifestNotFoundError, verify
 from data_index import DataIndexError
 from training import TrainingError, load_spec, train_zoo
-from zoo import _data_commands, _hub_commands
+from zoo import _analyze_commands, _data_commands, _hub_commands, _replay_commands
+from zoo.demo import DEMO_ORG, run_demo
 from zoo.hub import HubError
 
 DESCRIPTION = """\
@@ -29,6 +30,9 @@ Typical session:
   zoo batch out/toy/data --step 5 --decode the exact samples update 5 trained on
   zoo where-seen out/toy/data --doc 17     every (step, row) that trained on document 17
   zoo verify out/toy/runs/solu-1l-seed0    check every file against the manifest
+  zoo publish out/toy --org me             one Hub repo per run + the zoo's data (or --root DIR)
+  zoo replay solu-1l --seed 0 --from 64 --to 128 --org me
+                                           re-run published training steps and compare bit for bit
 """
 
 
@@ -59,9 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue each run from its latest complete checkpoint (bitwise equal to never stopping)")
     train.set_defaults(func=_train)
 
-    demo = commands.add_parser("demo", help="the main job on the built-in default: train a quick toy subset",
-                               description="Train the 1-layer seed-0 runs of the toy zoo (one per architecture) "
-                                           "and show where the results are.")
+    demo = commands.add_parser("demo", help="the main job: train a quick toy subset, publish, load back bitwise",
+                               description="Train the 1-layer seed-0 runs of the toy zoo (one per architecture), "
+                                           "publish them to OUT/hub (laid out like the Hub), load a model back "
+                                           "and check its weights bit for bit, then replay the last training "
+                                           "steps from the published artifacts and compare bit for bit. "
+                                           "Rerunning continues where it left.")
     demo.add_argument("--out", type=Path, default=Path("out"), help="output root (default: ./out)")
     demo.set_defaults(func=_demo)
 
@@ -72,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _data_commands.add_parsers(commands)
     _hub_commands.add_parsers(commands)
+    _replay_commands.add_parsers(commands)
+    _analyze_commands.add_parsers(commands)
     return parser
 
 
@@ -92,12 +101,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    spec = load_spec("toy")
-    results = train_zoo(spec, args.out, runs="*-1l-seed0", resume=True)
-    _print_results(results)
-    print(f"\nEach run directory holds config.json, loss.jsonl, checkpoints/ and manifest.json.")
-    print(f"Look at one: zoo verify {results[0].path}")
-    return 0
+    report = run_demo(args.out)
+    _print_results(report.results)
+    verdict = "bitwise equal to" if report.bitwise_equal else "DIFFERENT from"
+    print(f"\npublished to {report.hub_root} (a directory root laid out like the Hub)")
+    print(f"loaded {report.loaded} back through the verified loader: weights {verdict} the local checkpoint")
+    print(f"replayed from the published artifacts: {report.replay_verdict}")
+    print(f"next: zoo list --org {DEMO_ORG} --root {report.hub_root}   |   zoo verify {report.results[0].path}")
+    return 0 if report.bitwise_equal and report.replay_bitwise_equal else 1
 
 
 def _print_results(results: list) -> None:

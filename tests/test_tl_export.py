@@ -1,0 +1,32 @@
+"""Export to TransformerLens: logits and every shared hook's activations match ours (float tolerance)."""
+
+import pytest
+import torch
+
+from training.model import ModelConfig, Transformer, init_weights
+from zoo.analysis import export_tl
+
+pytest.importorskip("transformer_lens", reason="the optional extra `tl` is not installed")
+
+
+def _model(arch: str) -> Transformer:
+    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=0 if arch == "attn-only" else 32,
+                      n_ctx=12, d_vocab=50, architecture=arch)
+    model = Transformer(cfg)
+    init_weights(model, torch.Generator().manual_seed(3))
+    return model
+
+
+@pytest.mark.parametrize("arch", ["attn-only", "gelu", "solu"])
+def test_exported_model_matches_ours_in_logits_and_every_shared_hook(arch, tmp_path):
+    ours = _model(arch)
+    theirs = export_tl.load_exported(export_tl.export(ours, tmp_path))
+    tokens = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(1))
+    logits, cache = ours.run_with_cache(tokens)
+    tl_logits, tl_cache = theirs.run_with_cache(tokens)
+    torch.testing.assert_close(tl_logits, logits, rtol=1e-5, atol=1e-5)
+    shared = set(cache) & set(tl_cache.cache_dict)
+    assert shared >= {"hook_embed", "blocks.1.attn.hook_pattern", "blocks.1.hook_resid_post"}
+    assert set(cache) - shared == set()  # every hook of ours exists in TL
+    for name in sorted(shared):
+        torch.testing.assert_close(tl_cache[name], cache[name], rtol=1e-5, atol=1e-5, msg=name)

@@ -1,0 +1,152 @@
+"""The induction bump: in-context learning on repeated random tokens, and each head's induction score.
+
+A sequence of `half` random tokens is shown twice. A model that does in-context learning
+predicts the second copy far better than the first (ICL score = mean loss on the first half
+minus on the second, in nats), and an induction head at position i of the second copy
+attends to the token after the previous occurrence of token i: position i - half + 1.
+Measured at every checkpoint, both jump together in a narrow window (Olsson et al. 2022).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from checkpoints_manifest import atomic_write_json
+from training.model import Transformer
+from zoo.analysis import _plots
+from zoo.analysis._runs import RunCheckpoints
+
+_SEED = 20220308  # fixed probe tokens: every checkpoint and every run sees the same sequences
+_BATCH = 64
+_HEAD_THRESHOLD = 0.5  # an "induction head": more than half its attention on the induction target
+
+
+@dataclass(frozen=True)
+class InductionPoint:
+    """One checkpoint's measurements."""
+
+    step: int
+    loss_first: float  # mean next-token loss on the first copy
+    loss_second: float  # … and on the second
+    icl_score: float  # loss_first - loss_second
+    head_scores: list[list[float]]  # [layer][head] mean attention to the induction target
+
+
+@dataclass(frozen=True)
+class Bump:
+    """Where the ICL score rose: from 10% to 90% of its total rise."""
+
+    start: int
+    end: int
+    rise: float  # final ICL score minus the step-0 one
+    max_head_score: float  # best head at the last checkpoint
+    best_head: str  # "L{layer}H{head}"
+    has_bump: bool  # rise >= 0.5 nats within <= 25% of training, and a head above 0.5 after it
+
+
+@dataclass(frozen=True)
+class InductionRun:
+    """One run's curve, with the gaps in its checkpoints named."""
+
+    run: str
+    model: str
+    seed: str
+    points: list[InductionPoint]
+    missing_steps: list[int]
+    bump: Bump
+
+
+def repeated_tokens(d_vocab: int, half: int, batch: int = _BATCH, seed: int = _SEED) -> torch.Tensor:
+    """[batch, 2*half] int64: random tokens (never id 0, the EOS) followed by the same tokens again."""
+    g = torch.Generator().manual_seed(seed)
+    first = torch.randint(1, d_vocab, (batch, half), generator=g)
+    return torch.cat([first, first], dim=1)
+
+
+@torch.no_grad()
+def measure(model: Transformer, tokens: torch.Tensor, step: int = 0) -> InductionPoint:
+    """ICL score and every head's induction score of `model` on repeated `tokens` [batch, 2*half]."""
+    half = tokens.shape[1] // 2
+    patterns: dict[str, torch.Tensor] = {}
+
+    def keep(pattern: torch.Tensor, hook) -> None:
+        patterns[hook.name] = pattern
+
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
+    with model.hooks([(name, keep) for name in names]):
+        logits = model(tokens)
+    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none")
+    nll = nll.view(tokens.shape[0], -1)  # column j: loss of predicting token j+1
+    loss_first = nll[:, : half - 1].mean().item()
+    loss_second = nll[:, half:].mean().item()
+    dest = torch.arange(half, 2 * half)
+    heads = [patterns[name][:, :, dest, dest - half + 1].mean(dim=(0, 2)).tolist() for name in names]
+    return InductionPoint(step, loss_first, loss_second, loss_first - loss_second, heads)
+
+
+def analyze_run(run: RunCheckpoints, steps: list[int] | None = None) -> InductionRun:
+    """Measure every checkpoint of `run` (or those in `steps`) on the same probe tokens."""
+    cfg = run.config["model"]
+    tokens = repeated_tokens(cfg["d_vocab"], cfg["n_ctx"] // 2)
+    chosen = run.steps if steps is None else [s for s in run.steps if s in set(steps)]
+    points = [measure(run.load(s), tokens, s) for s in chosen]
+    lo, hi = (chosen[0], chosen[-1]) if chosen else (0, -1)
+    missing = [s for s in run.missing_steps() if lo <= s <= hi]
+    return InductionRun(run.name, run.model_name, run.seed, points, missing, find_bump(points, run.config))
+
+
+def find_bump(points: list[InductionPoint], config: dict) -> Bump:
+    """The window of the ICL score's rise, and whether it is a bump: big, quick, and an induction head after."""
+    icl = [p.icl_score for p in points]
+    rise = icl[-1] - icl[0]
+    start = next(p.step for p in points if p.icl_score - icl[0] >= 0.1 * rise) if rise > 0 else points[-1].step
+    end = next(p.step for p in points if p.icl_score - icl[0] >= 0.9 * rise) if rise > 0 else points[-1].step
+    scores = points[-1].head_scores
+    layer, head = max(((l, h) for l in range(len(scores)) for h in range(len(scores[l]))),
+                      key=lambda lh: scores[lh[0]][lh[1]])
+    best = scores[layer][head]
+    narrow = end - start <= 0.25 * config["training"]["steps"]
+    return Bump(start, end, rise, best, f"L{layer}H{head}", rise >= 0.5 and narrow and best > _HEAD_THRESHOLD)
+
+
+def analyze(runs: list[RunCheckpoints], out_dir: str | Path, *, name: str = "induction") -> list[InductionRun]:
+    """Measure every run, write `{name}.json` and `{name}.png` into `out_dir`, and return the curves."""
+    out_dir = Path(out_dir)
+    results = [analyze_run(run) for run in runs]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / f"{name}.json", {"analysis": "induction", "runs": [asdict(r) for r in results]})
+    plot(results, out_dir / f"{name}.png")
+    return results
+
+
+def plot(results: list[InductionRun], path: Path) -> None:
+    """Per model: ICL score vs step (one line per seed) over the best head's induction score vs step."""
+    models = sorted({r.model for r in results}, key=lambda m: (m.split("-")[-1], m))
+    fig, axes = _plots.subplots(2, len(models))
+    for col, model in enumerate(models):
+        icl_ax, head_ax = axes[0][col], axes[1][col]
+        for r in (r for r in results if r.model == model):
+            steps = [p.step for p in r.points]
+            line = dict(marker=".", markersize=3, label=f"seed {r.seed}")
+            _plots.plot_series(icl_ax, steps, [p.icl_score for p in r.points], r.missing_steps, **line)
+            best = [max(max(layer) for layer in p.head_scores) for p in r.points]
+            _plots.plot_series(head_ax, steps, best, r.missing_steps, **line)
+            if r.missing_steps:
+                icl_ax.set_title(f"{model} (missing: {_short(r.missing_steps)})", fontsize=8)
+        icl_ax.set_title(icl_ax.get_title() or model)
+        icl_ax.set_ylabel("ICL score (nats)")
+        head_ax.set_ylabel("best head's induction score")
+        head_ax.axhline(_HEAD_THRESHOLD, color="grey", lw=0.8, ls="--")
+        head_ax.set_ylim(0, 1)
+        for ax in (icl_ax, head_ax):
+            _plots.step_axis(ax)
+        icl_ax.legend(fontsize=7)
+    _plots.save_png(fig, path)
+
+
+def _short(steps: list[int]) -> str:
+    return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]}…{steps[-1]} ({len(steps)})"
