@@ -5,7 +5,14 @@ sha256; `verify` checks a directory against it. Every file in the project is
 written through `atomic_write*` (temp file, fsync, rename). Imports nothing of ours.
 """
 
-from ._atomic import append_durably, atomic_write, atomic_write_bytes, atomic_write_json, fsync_path
+from ._atomic import (
+    append_durably,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    discard_temp_files,
+    fsync_path,
+)
 from ._canonical import canonical_json
 from ._environment import EnvironmentRecord, environment_record
 from ._errors import ManifestError, ManifestNotFoundError
@@ -37,6 +44,7 @@ __all__ = [
     "atomic_write_json",
     "canonical_json",
     "code_version",
+    "discard_temp_files",
     "environment_record",
     "file_entry",
     "fsync_path",

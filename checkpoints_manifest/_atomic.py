@@ -6,12 +6,15 @@ directory, so the final rename never crosses a filesystem.
 """
 
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ._canonical import canonical_json
+
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -30,7 +33,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         )
     # Not created here (unlike mkstemp) so the writer's file gets the usual
     # umask permissions rather than 0600.
-    tmp = parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    tmp = parent / f".{path.name}.{secrets.token_hex(8)}.tmp"  # matches _TEMP_NAME
     try:
         write(tmp)
         if not tmp.is_file():
@@ -66,6 +69,17 @@ def append_durably(path: str | os.PathLike, data: bytes) -> None:
         os.fsync(f.fileno())
     if created:
         fsync_path(path.parent)  # make the new directory entry durable too
+
+
+def discard_temp_files(directory: str | os.PathLike) -> None:
+    """Remove the temp files that atomic writes killed mid-way left in `directory`.
+
+    Only for a directory no other process is writing (e.g. a locked run dir): a
+    live writer's temp file looks the same as a dead one's.
+    """
+    for child in Path(directory).iterdir():
+        if _TEMP_NAME.fullmatch(child.name) and child.is_file():
+            child.unlink()
 
 
 def fsync_path(path: str | os.PathLike) -> None:

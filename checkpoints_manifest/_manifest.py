@@ -100,6 +100,11 @@ def read_manifest(run_dir: str | os.PathLike) -> Manifest:
             f"manifest is written (the trainer writes it last); finish or resume the run, "
             f"or download it again"
         ) from None
+    except NotADirectoryError:
+        raise ManifestNotFoundError(f"{run_dir} is not a directory; give the run directory that holds "
+                                    f"{MANIFEST_NAME}") from None
+    except OSError as e:  # e.g. manifest.json is a directory, or unreadable
+        raise ManifestError(f"{path} cannot be read: {e.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -5,6 +5,7 @@ from training.errors import (
     RunDirectoryConflictError,
     RunLockedError,
     SpecError,
+    StorageError,
     TrainingError,
 )
 from training.loop import RunResult, StepStats, build_model, build_optimizer, train_run, train_step, train_zoo
@@ -14,7 +15,7 @@ from training.spec import BUILTIN_SPECS, RunSpec, ZooSpec, load_spec, parse_spec
 
 __all__ = [
     "ARCHITECTURES", "BUILTIN_SPECS", "CheckpointError", "ModelConfig", "RunDirectoryConflictError",
-    "RunLockedError", "RunResult", "RunSpec", "SpecError", "StepStats", "TrainingError", "Transformer",
-    "ZooSpec", "build_model", "build_optimizer", "checkpoint_steps", "init_weights", "learning_rate",
+    "RunLockedError", "RunResult", "RunSpec", "SpecError", "StepStats", "StorageError", "TrainingError",
+    "Transformer", "ZooSpec", "build_model", "build_optimizer", "checkpoint_steps", "init_weights", "learning_rate",
     "lm_loss", "load_spec", "parse_spec", "train_run", "train_step", "train_zoo",
 ]

@@ -15,19 +15,20 @@ written: `capture` copies the state (fast), `write` does the I/O.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from checkpoints_manifest import atomic_write, atomic_write_bytes, atomic_write_json, fsync_path
-from training.errors import CheckpointError
+from training.errors import CheckpointError, describe_os_error
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "state.json", "loss.jsonl")
 STATE_FORMAT = 1
@@ -111,8 +112,8 @@ def write(run_dir: Path, snapshot: Snapshot) -> list[str]:
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.mkdir()
-        atomic_write(partial / "model.safetensors", lambda tmp: save_file(snapshot.weights, str(tmp)))
-        atomic_write(partial / "optimizer.safetensors", lambda tmp: save_file(snapshot.optimizer, str(tmp)))
+        atomic_write(partial / "model.safetensors", lambda tmp: _save(snapshot.weights, tmp))
+        atomic_write(partial / "optimizer.safetensors", lambda tmp: _save(snapshot.optimizer, tmp))
         atomic_write_json(partial / "state.json", snapshot.loop.to_dict())
         atomic_write_bytes(partial / "loss.jsonl", loss_lines(snapshot.loss_records))
         if final.exists():  # left by a crash after the rename but before the manifest listed it
@@ -121,12 +122,22 @@ def write(run_dir: Path, snapshot: Snapshot) -> list[str]:
         fsync_path(parent)
     except OSError as e:
         shutil.rmtree(partial, ignore_errors=True)
-        cause = "the disk is full" if e.errno == errno.ENOSPC else str(e)
         raise CheckpointError(
-            f"could not write checkpoint step {snapshot.loop.step} in {parent}: {cause}. "
+            f"could not write checkpoint step {snapshot.loop.step} in {parent}: {describe_os_error(e)}. "
             f"Earlier checkpoints are intact; free space (or fix the directory) and rerun with --resume."
         ) from e
     return checkpoint_relpaths(snapshot.loop.step)
+
+
+def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors reports a failed write (e.g. a full disk) as SafetensorError: make it the OSError it is."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as e:
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), str(e), str(path)) from e
 
 
 def loss_lines(records: tuple[dict[str, Any], ...]) -> bytes:

@@ -1,5 +1,7 @@
 """Errors of the training layer: one class per failure a user can act on."""
 
+import errno
+
 
 class TrainingError(RuntimeError):
     """Base class: something about a training request cannot be carried out."""
@@ -19,3 +21,15 @@ class CheckpointError(TrainingError):
 
 class RunLockedError(TrainingError):
     """Another process is training (or publishing) this run right now."""
+
+
+class StorageError(TrainingError):
+    """The output directory cannot be written: the disk is full, read-only, or not writable by us."""
+
+
+def describe_os_error(e: OSError) -> str:
+    """What went wrong with a write, in the words a user can act on."""
+    causes = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied"}
+    return causes.get(e.errno, str(e))

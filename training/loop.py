@@ -23,6 +23,7 @@ from data_index import StepIndex, TokenStore, build_step_index, prepare_store, s
 from training import checkpoint
 from training.determinism import generator_for, set_determinism
 from training.distributed import SINGLE, DataParallel
+from training.errors import StorageError, describe_os_error
 from training.model import ModelConfig, Transformer, init_weights, lm_loss
 from training.run_dir import open_run
 from training.schedule import checkpoint_steps, learning_rate
@@ -225,7 +226,11 @@ def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool
               progress: bool = True) -> list[RunResult]:
     """Prepare the zoo's dataset and step indexes once, then train every selected run in order."""
     selected = spec.runs(runs)
-    store = prepare_store(spec.data, zoo_dir(out, spec) / "data", progress=progress)
-    for data_seed in sorted({run.data_seed for run in selected}):
-        prepare_step_index(spec, store, zoo_dir(out, spec), data_seed, progress=progress)
+    try:
+        store = prepare_store(spec.data, zoo_dir(out, spec) / "data", progress=progress)
+        for data_seed in sorted({run.data_seed for run in selected}):
+            prepare_step_index(spec, store, zoo_dir(out, spec), data_seed, progress=progress)
+    except OSError as e:  # a store or index is built in a temp dir: nothing half-built is left
+        raise StorageError(f"cannot prepare the dataset of zoo {spec.name!r} in {zoo_dir(out, spec)}: "
+                           f"{describe_os_error(e)}; free space or make it writable, then rerun") from e
     return [train_run(spec, run, store, out, resume=resume, device=device, progress=progress) for run in selected]

@@ -22,13 +22,20 @@ from checkpoints_manifest import (
     atomic_write_bytes,
     canonical_json,
     code_version,
+    discard_temp_files,
     environment_record,
     file_entry,
     read_manifest,
     write_manifest,
 )
 from training import checkpoint
-from training.errors import RunDirectoryConflictError, RunLockedError
+from training.errors import (
+    CheckpointError,
+    RunDirectoryConflictError,
+    RunLockedError,
+    StorageError,
+    describe_os_error,
+)
 
 CONFIG_NAME = "config.json"
 LOCK_NAME = ".lock"
@@ -71,7 +78,14 @@ class RunDirectory:
         entries.update({rel: file_entry(self.path, rel) for rel in files})
         steps = sorted({*self.manifest.checkpoints, snapshot.loop.step})
         manifest = replace(self.manifest, files=entries, checkpoints=steps)
-        write_manifest(self.path, manifest)
+        try:
+            write_manifest(self.path, manifest)
+        except OSError as e:  # the checkpoint stays unlisted: not valid, discarded on resume
+            raise CheckpointError(
+                f"could not list checkpoint step {snapshot.loop.step} in {self.path / MANIFEST_NAME}: "
+                f"{describe_os_error(e)}. Earlier checkpoints are intact; free space (or fix the directory) "
+                f"and rerun with --resume."
+            ) from e
         self.manifest = manifest
 
     def close(self) -> None:
@@ -99,12 +113,17 @@ def open_run(path: Path, *, run: str, config: dict[str, Any], dataset_fingerprin
     - files of another run (different config.json, or files but no config) → `RunDirectoryConflictError`;
     - an unfinished run (last checkpoint before `final_step`) without `resume` →
       `RunDirectoryConflictError` (never overwrite); a finished one simply reopens;
-    - a dataset whose fingerprint differs from the manifest's → `RunDirectoryConflictError`.
+    - a dataset whose fingerprint differs from the manifest's → `RunDirectoryConflictError`;
+    - a directory that cannot be written (full, read-only) → `StorageError`.
     """
-    path.mkdir(parents=True, exist_ok=True)
-    lock_fd = _lock(path, run)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(path, run)
+    except OSError as e:
+        raise _storage_error(path, e) from e
     try:
         config_bytes = canonical_json(config).encode()
+        discard_temp_files(path)  # a write killed mid-way (config or manifest) left it; never listed
         _check_same_run(path, config_bytes)
         manifest_path = path / MANIFEST_NAME
         if manifest_path.exists():
@@ -134,9 +153,17 @@ def open_run(path: Path, *, run: str, config: dict[str, Any], dataset_fingerprin
                 environment=environment_record(device),
             )
         return RunDirectory(path, manifest, lock_fd)
+    except OSError as e:
+        os.close(lock_fd)
+        raise _storage_error(path, e) from e
     except BaseException:
         os.close(lock_fd)
         raise
+
+
+def _storage_error(path: Path, e: OSError) -> StorageError:
+    return StorageError(f"cannot write run directory {path}: {describe_os_error(e)}. Completed checkpoints "
+                        f"are intact; free space or make it writable, then rerun with --resume")
 
 
 def _lock(path: Path, run: str) -> int:

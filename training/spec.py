@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import re
 import tomllib
 import types
@@ -24,6 +25,13 @@ from training.errors import SpecError
 from training.model import ARCHITECTURES
 
 BUILTIN_SPECS = ("toy", "tiny", "induction", "grokking")
+
+# Bounds that refuse absurd specs before anything is allocated or written (a typo of a few
+# zeros would otherwise hang building the schedule, or ask for terabytes).
+MAX_STEPS = 10**9
+MAX_CHECKPOINTS = 100_000
+MAX_PARAMETERS = 10**11
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -214,10 +222,43 @@ def spec_from_dict(raw: dict[str, Any], *, source: str = "<spec>", text: str = "
     if optimizer.schedule not in ("cosine", "constant"):
         raise SpecError(f"{where.at(('optimizer',), 'schedule')}: schedule must be 'cosine' or 'constant', "
                         f"got {optimizer.schedule!r}")
+    _check_optimizer(optimizer, where)
     checkpoints = _dataclass_from(CheckpointSpec, raw.get("checkpoints", {}), ("checkpoints",), where)
     if checkpoints.every <= 0 or checkpoints.log_until < 0:
         raise SpecError(f"{where.at(('checkpoints',), 'every')}: every must be > 0 and log_until >= 0")
+    if training.steps // checkpoints.every > MAX_CHECKPOINTS:
+        raise SpecError(f"{where.at(('checkpoints',), 'every')}: every = {checkpoints.every} gives more than "
+                        f"{MAX_CHECKPOINTS:,} checkpoints over {training.steps:,} steps; raise it to at least "
+                        f"{-(-training.steps // MAX_CHECKPOINTS)}")
+    if any(max(pair) > MAX_SEED for pair in seeds):
+        raise SpecError(f"{where.at((), 'seeds')}: seeds must be below 2**63")
+    for size, s in sizes.items():
+        n = _parameter_count(s, data.vocab_size, data.n_ctx)
+        if n > MAX_PARAMETERS:
+            raise SpecError(f"{where.at(('sizes',), size)}: size {size!r} has about {n:.2e} parameters, more than "
+                            f"this trainer's limit of {MAX_PARAMETERS:.0e}; check the widths for a typo")
     return ZooSpec(name, data, sizes, families, tuple(seeds), training, optimizer, checkpoints)
+
+
+def _parameter_count(s: SizeSpec, d_vocab: int, n_ctx: int) -> int:
+    """An upper bound on the parameters of a model of size `s` (with an MLP), before building it."""
+    per_layer = 4 * s.d_model * s.n_heads * s.d_head + 2 * s.d_model * s.d_mlp + 4 * s.d_model + s.d_mlp
+    return s.n_layers * per_layer + 2 * d_vocab * s.d_model + n_ctx * s.d_model
+
+
+def _check_optimizer(o: OptimizerSpec, where: _Locator) -> None:
+    table = ("optimizer",)
+    for f in dataclasses.fields(o):
+        value = getattr(o, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(f"{where.at(table, f.name)}: {f.name} must be a finite number, got {value}")
+    ranges = {"lr": (o.lr > 0, "> 0"), "min_lr": (o.min_lr >= 0, ">= 0"), "eps": (o.eps > 0, "> 0"),
+              "warmup_steps": (o.warmup_steps >= 0, ">= 0"), "weight_decay": (o.weight_decay >= 0, ">= 0"),
+              "grad_clip": (o.grad_clip >= 0, ">= 0 (0 turns clipping off)"),
+              "beta1": (0 <= o.beta1 < 1, "in [0, 1)"), "beta2": (0 <= o.beta2 < 1, "in [0, 1)")}
+    for key, (ok, rule) in ranges.items():
+        if not ok:
+            raise SpecError(f"{where.at(table, key)}: {key} must be {rule}, got {getattr(o, key)}")
 
 
 def _check_training(t: TrainingSpec, where: _Locator) -> None:
@@ -225,6 +266,8 @@ def _check_training(t: TrainingSpec, where: _Locator) -> None:
     for key in ("steps", "batch_size", "micro_batch_size"):
         if getattr(t, key) <= 0:
             raise SpecError(f"{where.at(table, key)}: {key} must be positive, got {getattr(t, key)}")
+    if t.steps > MAX_STEPS:
+        raise SpecError(f"{where.at(table, 'steps')}: steps = {t.steps:,} is more than {MAX_STEPS:,}; check for a typo")
     if t.batch_size % t.micro_batch_size:
         raise SpecError(
             f"{where.at(table, 'micro_batch_size')}: batch_size {t.batch_size} is not divisible by "

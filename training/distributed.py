@@ -1,0 +1,117 @@
+"""Data parallel that stays bitwise: partial gradient sums gathered and added in a fixed tree.
+
+The global batch of an update is cut into fixed micro-batches; rank r of W holds
+the r-th block of k consecutive ones. Each rank tree-sums its k gradients, all
+ranks all-gather the W partial sums and tree-sum them in rank order. When k is a
+power of two, the first log2(k) levels of the single-process tree over W·k
+micro-batches are exactly the per-rank trees, so the result is bitwise the same
+for any processes × accumulation split (1×4 = 2×2 = 4×1). A plain all_reduce
+leaves the order of additions to the backend; see benchmarks/distributed.py for
+what the fixed order costs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from training.errors import TrainingError
+from training.reduce import tree_sum
+
+
+class DataParallelError(TrainingError):
+    """A batch cannot be split over the processes bitwise-reproducibly; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """This process's place among `world_size` data-parallel ranks (the default: a single process)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_writer(self) -> bool:
+        """Only rank 0 writes checkpoints; the others hold identical state."""
+        return self.rank == 0
+
+    def shard(self, tokens: torch.Tensor, micro_batch_size: int) -> torch.Tensor:
+        """This rank's block of consecutive micro-batches of the global batch `tokens`."""
+        n_micro = -(-tokens.shape[0] // micro_batch_size)
+        per_rank, rest = divmod(n_micro, self.world_size)
+        if rest or per_rank & (per_rank - 1):
+            raise DataParallelError(
+                f"{n_micro} micro-batches cannot be split over {self.world_size} processes as a power-of-two "
+                f"number each (needed for bitwise-equal sums); choose a world size that divides {n_micro} "
+                f"into 1, 2, 4, … micro-batches per process")
+        rows = per_rank * micro_batch_size
+        return tokens[self.rank * rows:(self.rank + 1) * rows]
+
+    def tree_sum(self, items: Sequence[list[torch.Tensor]]) -> list[torch.Tensor]:
+        """The single-process tree sum over every rank's items, on every rank."""
+        local = tree_sum(items)
+        if self.world_size == 1:
+            return local
+        flat = torch.cat([t.reshape(-1) for t in local])
+        gathered = [torch.empty_like(flat) for _ in range(self.world_size)]
+        dist.all_gather(gathered, flat)
+        return tree_sum([_unflatten(g, local) for g in gathered])
+
+    def on_writer_failure(self, open_: Callable[[], _T]) -> _T:
+        """Run rank 0's `open_()`; if it raises, tell the other ranks (waiting in
+        `broadcast_step`) to stop rather than wait for a step that never comes."""
+        try:
+            return open_()
+        except BaseException:
+            if self.world_size > 1:
+                dist.broadcast(torch.tensor([_WRITER_FAILED], dtype=torch.int64), src=0)
+            raise
+
+    def broadcast_step(self, step: int | None) -> int | None:
+        """Rank 0's latest checkpoint step (None: no checkpoint yet), on every rank."""
+        if self.world_size == 1:
+            return step
+        value = torch.tensor([_NONE if step is None else step], dtype=torch.int64)
+        dist.broadcast(value, src=0)
+        if value.item() == _WRITER_FAILED:
+            raise DataParallelError(f"rank {self.rank}: rank 0 could not open the run directory; "
+                                    f"its error (in rank 0's log) says what to fix")
+        return None if value.item() == _NONE else int(value.item())
+
+
+SINGLE = DataParallel()
+_T = TypeVar("_T")
+_NONE, _WRITER_FAILED = -1, -2
+
+
+def _unflatten(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    out, at = [], 0
+    for t in like:
+        out.append(flat[at:at + t.numel()].view_as(t))
+        at += t.numel()
+    return out
+
+
+def init_data_parallel(device: str) -> DataParallel:
+    """Join the process group described by the environment (MASTER_ADDR, RANK, WORLD_SIZE …).
+
+    gloo on CPU, nccl on GPU. A world of one needs no process group.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world_size > 1 and not dist.is_initialized():
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device == "cuda" else "gloo", rank=rank, world_size=world_size)
+    return DataParallel(rank=rank, world_size=world_size)
+
+
+def close_data_parallel(parallel: DataParallel) -> None:
+    """Leave the process group (a no-op for a single process)."""
+    if parallel.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
