@@ -6,7 +6,6 @@ written through `atomic_write*` (temp file, fsync, rename). Imports nothing of o
 """
 
 from ._atomic import (
-    append_durably,
     atomic_write,
     atomic_write_bytes,
     atomic_write_json,
@@ -38,7 +37,6 @@ __all__ = [
     "ManifestError",
     "ManifestNotFoundError",
     "Mismatch",
-    "append_durably",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",

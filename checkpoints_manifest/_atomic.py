@@ -59,18 +59,6 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, canonical_json(obj).encode("utf-8"))
 
 
-def append_durably(path: str | os.PathLike, data: bytes) -> None:
-    """Append `data` to `path` and fsync, so an append-only log survives a crash."""
-    path = Path(path)
-    created = not path.exists()
-    with open(path, "ab") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    if created:
-        fsync_path(path.parent)  # make the new directory entry durable too
-
-
 def discard_temp_files(directory: str | os.PathLike) -> None:
     """Remove the temp files that atomic writes killed mid-way left in `directory`.
 

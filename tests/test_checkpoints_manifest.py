@@ -34,7 +34,7 @@ def _run_dir(tmp_path: Path) -> tuple[Path, cm.Manifest]:
     ckpt = "checkpoints/step00000000/model.safetensors"
     tensors = {"embed.W_E": np.arange(32, dtype=np.float32).reshape(4, 8)}
     cm.atomic_write(run / ckpt, lambda tmp: save_file(tensors, str(tmp)))
-    cm.append_durably(run / "loss.jsonl", b'{"step": 1, "loss": 2.5}\n')
+    cm.atomic_write_bytes(run / "loss.jsonl", b'{"step": 1, "loss": 2.5}\n')
     paths = ["config.json", ckpt, "loss.jsonl"]
     manifest = cm.Manifest(
         run="toy-solu-1l-seed0",
@@ -234,7 +234,8 @@ def test_verify_returns_nothing_for_a_good_run_dir(tmp_path):
 def test_verify_finds_missing_size_and_sha256_mismatches(tmp_path):
     run, manifest = _run_dir(tmp_path)
     (run / "loss.jsonl").unlink()
-    cm.append_durably(run / "config.json", b" ")
+    with open(run / "config.json", "ab") as f:
+        f.write(b" ")
     ckpt = run / "checkpoints/step00000000/model.safetensors"
     data = bytearray(ckpt.read_bytes())
     data[-1] ^= 1  # same size, one bit flipped
@@ -313,14 +314,11 @@ def test_atomic_write_replaces_the_file_and_errors_clearly_on_bad_targets(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
 
 
-def test_atomic_write_json_is_canonical_and_append_durably_appends(tmp_path):
+def test_atomic_write_json_is_canonical(tmp_path):
     cm.atomic_write_json(tmp_path / "c.json", {"b": [1, 2], "a": "é"})
     assert (
         tmp_path / "c.json"
     ).read_bytes() == b'{\n  "a": "\\u00e9",\n  "b": [\n    1,\n    2\n  ]\n}\n'
-    cm.append_durably(tmp_path / "log.jsonl", b"1\n")
-    cm.append_durably(tmp_path / "log.jsonl", b"2\n")
-    assert (tmp_path / "log.jsonl").read_bytes() == b"1\n2\n"
 
 
 # --- hashing -----------------------------------------------------------------------
