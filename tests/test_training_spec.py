@@ -105,3 +105,8 @@ def test_learning_rate_warms_up_then_decays_to_min_lr():
     assert learning_rate(opt, 1, total) == pytest.approx(opt.lr / opt.warmup_steps)
     assert learning_rate(opt, opt.warmup_steps, total) == pytest.approx(opt.lr)
     assert learning_rate(opt, total, total) == pytest.approx(opt.min_lr)
+
+
+def test_a_bad_data_value_is_a_spec_error_naming_the_table():
+    with pytest.raises(SpecError, match=r"mini.toml, table \[data\]: .*n_ctx"):
+        parse_spec(GOOD.replace("n_ctx = 16", "n_ctx = 0"), source="mini.toml")

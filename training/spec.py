@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from data_index import DataSpec
+from data_index import DataIndexError, DataSpec
 
 from training.errors import SpecError
 from training.model import ARCHITECTURES
@@ -181,7 +181,10 @@ def spec_from_dict(raw: dict[str, Any], *, source: str = "<spec>", text: str = "
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", name):
         raise SpecError(f"{where.at((), 'name')}: name {name!r} must be lowercase letters, digits, '-', '_' or '.'")
 
-    data = _dataclass_from(DataSpec, raw["data"], ("data",), where)
+    try:
+        data = _dataclass_from(DataSpec, raw["data"], ("data",), where)
+    except DataIndexError as e:  # DataSpec checks its own values; say where in the spec they are
+        raise SpecError(f"{source}, table [data]: {e}") from None
     sizes = {
         size: _dataclass_from(SizeSpec, table, ("sizes",), where, key=size)
         for size, table in _typed(raw["sizes"], dict, (), "sizes", where).items()
