@@ -19,6 +19,16 @@ from zoo.hub import (
     load,
     publish,
 )
+from zoo.launch import (
+    ClusterResourceError,
+    LaunchConflictError,
+    Launched,
+    LaunchError,
+    Resources,
+    RunStatus,
+    launch,
+    status,
+)
 from zoo.replay import replay  # the function; `from zoo.replay import Callback` still reaches the module
 
 
@@ -30,5 +40,6 @@ def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out",
 
 __all__ = [
     "HubError", "HubUnavailableError", "IntegrityError", "PublishError", "UnknownModelError", "UnsafeArtifactError",
-    "download", "download_data", "list_models", "load", "publish", "replay", "train",
+    "ClusterResourceError", "LaunchConflictError", "LaunchError", "Launched", "Resources", "RunStatus",
+    "download", "download_data", "launch", "list_models", "load", "publish", "replay", "status", "train",
 ]

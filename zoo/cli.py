@@ -9,7 +9,7 @@ from pathlib import Path
 from checkpoints_manifest import ManifestError, ManifestNotFoundError, verify
 from data_index import DataIndexError
 from training import TrainingError, load_spec, train_zoo
-from zoo import _analyze_commands, _data_commands, _hub_commands, _replay_commands
+from zoo import _analyze_commands, _data_commands, _hub_commands, _launch_commands, _replay_commands
 from zoo.demo import DEMO_ORG, run_demo
 from zoo.hub import HubError
 
@@ -27,6 +27,8 @@ Typical session:
   zoo demo                                 train a quick subset of the toy zoo
   zoo train toy --runs 'solu-*-seed0'      train runs of a zoo (glob on run names)
   zoo train toy --resume                   continue every run from its last checkpoint
+  zoo launch toy --executor slurm          one Slurm job per run (array), requeued on preemption
+  zoo status toy                           pending/running/done/failed, last step, latest loss
   zoo batch out/toy/data --step 5 --decode the exact samples update 5 trained on
   zoo where-seen out/toy/data --doc 17     every (step, row) that trained on document 17
   zoo verify out/toy/runs/solu-1l-seed0    check every file against the manifest
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_commands.add_parsers(commands)
     _hub_commands.add_parsers(commands)
     _replay_commands.add_parsers(commands)
+    _launch_commands.add_parsers(commands)
     _analyze_commands.add_parsers(commands)
     return parser
 
