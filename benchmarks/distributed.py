@@ -47,7 +47,6 @@ CONFIGS = ((1, 1), (1, 2), (2, 1))  # (processes, threads per process)
 
 def _worker(rank: int, world: int, threads: int, args: argparse.Namespace, store_dir: str, result_dir: str,
             tag: str) -> None:
-    torch.set_num_threads(threads)
     if world > 1:
         dist.init_process_group("gloo", init_method=f"file://{result_dir}/rendezvous-{tag}", rank=rank,
                                 world_size=world)
@@ -55,7 +54,7 @@ def _worker(rank: int, world: int, threads: int, args: argparse.Namespace, store
     spec = _spec(args)
     run = next(r for r in spec.runs() if r.name == args.run)
     store = prepare_store(spec.data, store_dir, progress=False)
-    set_determinism("cpu")
+    set_determinism("cpu", threads)
     model = build_model(spec, run, store.vocab_size, "cpu")
     optimizer = build_optimizer(model, spec.optimizer, "cpu")
     for _ in run_steps(spec, run, store, model, optimizer, start=0, stop=1, device="cpu", parallel=parallel):

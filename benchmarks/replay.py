@@ -63,7 +63,7 @@ def main() -> None:
         store = TokenStore.open(zoo_dir(out, spec) / "data")
 
         def train_k() -> float:
-            set_determinism("cpu")
+            set_determinism("cpu", spec.training.cpu_threads)
             model = build_model(spec, run, store.vocab_size, "cpu")
             optimizer = build_optimizer(model, spec.optimizer, "cpu")
             checkpoint.read(run_path(out, spec, run), START, model, optimizer)

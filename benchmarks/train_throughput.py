@@ -57,6 +57,7 @@ def flops_per_token(cfg) -> float:
 def plain_loop(spec, run, store, steps: int, device: str) -> float:
     """Seconds for `steps` updates of an ordinary PyTorch loop on the same batches."""
     torch.use_deterministic_algorithms(False)
+    torch.set_num_threads(spec.training.cpu_threads)  # the same threads as ours: only the loop differs
     model = build_model(spec, run, store.vocab_size, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.optimizer.lr,
                                   weight_decay=spec.optimizer.weight_decay)
@@ -74,7 +75,7 @@ def plain_loop(spec, run, store, steps: int, device: str) -> float:
 
 
 def our_loop(spec, run, store, steps: int, device: str) -> float:
-    set_determinism(device)
+    set_determinism(device, spec.training.cpu_threads)
     model = build_model(spec, run, store.vocab_size, device)
     optimizer = build_optimizer(model, spec.optimizer, device)
     began = time.perf_counter()
@@ -96,18 +97,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cpu-threads", type=int, default=None, help="threads for both loops (default: the spec's)")
+    parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated, of: {', '.join(SIZES)}")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
     args = parser.parse_args()
 
     toy = load_spec("toy")
-    toy = dataclasses.replace(toy, training=dataclasses.replace(toy.training, steps=args.steps),
+    threads = args.cpu_threads or toy.training.cpu_threads
+    toy = dataclasses.replace(toy, training=dataclasses.replace(toy.training, steps=args.steps, cpu_threads=threads),
                               checkpoints=CheckpointSpec(log_until=0, every=4))
     with tempfile.TemporaryDirectory() as data_dir:
         store = prepare_store(toy.data, Path(data_dir), progress=False)
         peak = matmul_peak(args.device)
         print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s on {args.device}")
         rows = []
-        for size_name, size in SIZES.items():
+        for size_name in args.sizes.split(","):
+            size = SIZES[size_name]
             spec = dataclasses.replace(toy, sizes={size_name: size}, families={"gelu": (size_name,)})
             run = spec.runs()[0]
             tokens = args.steps * spec.training.batch_size * spec.data.n_ctx
@@ -132,7 +137,7 @@ def main() -> None:
                   f"({row['ratio_no_checkpoints']:.3f}x) | ours+dense ckpts {tok_s['ours_ckpt']:>9,.0f} "
                   f"({row['ratio_dense_checkpoints']:.3f}x) | MFU {row['mfu_ours']:.1%}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    result = {"device": args.device, "torch": torch.__version__, "cpu_threads": threads,
               "matmul_peak_flops": peak, "rows": rows}
     if args.device == "cuda":
         result["device_name"] = torch.cuda.get_device_name()

@@ -9,9 +9,10 @@ from safetensors.torch import load_file
 from checkpoints_manifest import read_manifest, verify
 from data_index import prepare_store
 from helpers import cut_run_back, tree_digest
-from training import build_model, build_optimizer, train_zoo
+from training import build_model, build_optimizer, load_spec, train_zoo
 from training.checkpoint import capture, checkpoint_dir_name, loss_lines, read
 from training.loop import loss_record, run_path, run_steps, zoo_dir
+from training.spec import CheckpointSpec
 
 
 def test_two_trainings_of_the_same_run_are_byte_identical(tiny_spec, trained_tiny, tmp_path):
@@ -76,3 +77,27 @@ def test_resume_through_the_cli_path_ends_byte_identical(tiny_spec, trained_tiny
     assert verify(copy) == []
     train_zoo(tiny_spec, tmp_path, runs=name, resume=True, progress=False)
     assert tree_digest(copy) == tree_digest(reference)
+
+
+def test_the_cpu_thread_count_is_pinned_by_the_spec_not_taken_from_the_machine(tmp_path):
+    """CPU kernels give other bits with other thread counts (shown here), so the spec pins it."""
+    toy = load_spec("toy")
+    spec = dataclasses.replace(toy, training=dataclasses.replace(toy.training, steps=8),
+                               checkpoints=CheckpointSpec(log_until=0, every=8))
+    two = dataclasses.replace(spec, training=dataclasses.replace(spec.training, cpu_threads=2))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train_zoo(spec, tmp_path / "a", runs="gelu-1l-seed0", progress=False)
+        torch.set_num_threads(2)  # the machine's default differs: the spec's count still rules
+        train_zoo(spec, tmp_path / "b", runs="gelu-1l-seed0", progress=False)
+        train_zoo(two, tmp_path / "c", runs="gelu-1l-seed0", progress=False)
+    finally:
+        torch.set_num_threads(before)
+
+    def final(root):
+        return (root / "toy" / "runs" / "gelu-1l-seed0" / "checkpoints" / "step00000008"
+                / "model.safetensors").read_bytes()
+
+    assert final(tmp_path / "a") == final(tmp_path / "b")
+    assert final(tmp_path / "a") != final(tmp_path / "c")

@@ -8,11 +8,15 @@ import os
 import torch
 
 
-def set_determinism(device: str) -> None:
+def set_determinism(device: str, cpu_threads: int) -> None:
     """Make every torch op used in training deterministic on `device`, or fail loudly.
 
-    cuBLAS needs its workspace configured before CUDA initializes to be deterministic.
+    CPU kernels split their reductions by thread count, so the count changes the bits:
+    it is part of the spec (`training.cpu_threads`) and pinned here, never left to the
+    machine. cuBLAS needs its workspace configured before CUDA initializes.
     """
+    if device == "cpu":
+        torch.set_num_threads(cpu_threads)
     if device == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False

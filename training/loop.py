@@ -166,7 +166,7 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
     Under data parallel every rank trains; only rank 0 opens (locks) the run directory and
     writes checkpoints, the others start from the checkpoint it names.
     """
-    set_determinism(device)
+    set_determinism(device, spec.training.cpu_threads)
     total = spec.training.steps
     model = build_model(spec, run, store.vocab_size, device)
     optimizer = build_optimizer(model, spec.optimizer, device)

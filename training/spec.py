@@ -51,6 +51,7 @@ class TrainingSpec:
     batch_size: int
     micro_batch_size: int
     precision: str = "float32"
+    cpu_threads: int = 1  # part of the platform: CPU kernels give other bits with other thread counts
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ def _check_optimizer(o: OptimizerSpec, where: _Locator) -> None:
 
 def _check_training(t: TrainingSpec, where: _Locator) -> None:
     table = ("training",)
-    for key in ("steps", "batch_size", "micro_batch_size"):
+    for key in ("steps", "batch_size", "micro_batch_size", "cpu_threads"):
         if getattr(t, key) <= 0:
             raise SpecError(f"{where.at(table, key)}: {key} must be positive, got {getattr(t, key)}")
     if t.steps > MAX_STEPS:

@@ -106,7 +106,7 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
     _fetch_checkpoints(backend, snap, from_step, compared, log_steps)
 
     spec, run = _spec_of(config)
-    set_determinism(device)
+    set_determinism(device, spec.training.cpu_threads)
     net = build_model(spec, run, config["model"]["d_vocab"], device)
     if net.cfg.to_dict() != config["model"]:
         raise ReplayError(f"{snap.repo.id}: config.json's model does not match the model its run spec builds; "
