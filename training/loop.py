@@ -116,13 +116,12 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: tor
     if n_micro > 1:  # dividing by 1 is exact: skip the copies
         mean_grads = [g / n_micro for g in mean_grads]
         mean_loss = mean_loss / n_micro
-    grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in mean_grads]))
-    if grad_clip > 0:
-        scale = torch.clamp(grad_clip / (grad_norm + 1e-6), max=1.0)
-        for grad in mean_grads:
-            grad.mul_(scale)
     for param, grad in zip(params, mean_grads):
         param.grad = grad
+    # torch's own clipping: the norm of per-tensor norms, then one in-place scale; fused on CUDA.
+    foreach = tokens.device.type == "cuda"
+    grad_norm = (torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=foreach) if grad_clip > 0
+                 else torch.nn.utils.get_total_norm(mean_grads, foreach=foreach))
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()
