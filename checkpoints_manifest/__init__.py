@@ -16,6 +16,7 @@ from ._canonical import canonical_json
 from ._environment import EnvironmentRecord, environment_record
 from ._errors import ManifestError, ManifestNotFoundError
 from ._hashing import sha256_bytes, sha256_file
+from ._lock import LockHeldError, acquire_lock, held_lock
 from ._manifest import (
     MANIFEST_NAME,
     MANIFEST_VERSION,
@@ -31,12 +32,14 @@ from ._verify import Mismatch, verify
 __all__ = [
     "MANIFEST_NAME",
     "MANIFEST_VERSION",
+    "LockHeldError",
     "EnvironmentRecord",
     "FileEntry",
     "Manifest",
     "ManifestError",
     "ManifestNotFoundError",
     "Mismatch",
+    "acquire_lock",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -46,6 +49,7 @@ __all__ = [
     "environment_record",
     "file_entry",
     "fsync_path",
+    "held_lock",
     "read_manifest",
     "sha256_bytes",
     "sha256_file",

@@ -86,7 +86,7 @@ class _Bomb:
 
 def test_a_pickle_bomb_in_a_repo_is_never_executed(root: Path, tmp_path: Path, trained_tiny: Path) -> None:
     marker = tmp_path / "pwned"
-    bomb = pickle.dumps(_Bomb(marker))
+    bomb = pickle.dumps(_Bomb(marker))  # pickle-check: the hostile file under test
     repo = _repo(root)
     for rel in ("pytorch_model.bin", "checkpoints/step00000004/model.pt", WEIGHTS4):
         _plant(repo, rel, bomb)

@@ -8,7 +8,6 @@ previous manifest in force; `open_run` removes what a crash left behind
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from checkpoints_manifest import (
+    LockHeldError,
+    acquire_lock,
     MANIFEST_NAME,
     Manifest,
     atomic_write_bytes,
@@ -167,14 +168,11 @@ def _storage_error(path: Path, e: OSError) -> StorageError:
 
 
 def _lock(path: Path, run: str) -> int:
-    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+        return acquire_lock(path / LOCK_NAME)
+    except LockHeldError:
         raise RunLockedError(f"run {run!r} in {path} is being written by another process; "
                              f"wait for it to finish (or stop it) and try again") from None
-    return fd
 
 
 def _check_same_run(path: Path, config_bytes: bytes) -> None:

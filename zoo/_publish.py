@@ -8,9 +8,7 @@ nothing is, so a killed publish is completed by running it again.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -19,10 +17,12 @@ from typing import Any
 
 from checkpoints_manifest import (
     MANIFEST_NAME,
+    LockHeldError,
     Manifest,
     ManifestError,
     canonical_json,
     file_entry,
+    held_lock,
     read_manifest,
     verify,
 )
@@ -96,16 +96,12 @@ def _run_dirs(path: Path) -> list[Path]:
 @contextmanager
 def _locked(run_dir: Path) -> Iterator[None]:
     """Hold the run directory's lock (the trainer's): a second publisher, or a trainer, is refused meanwhile."""
-    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PublishError(f"{run_dir} is locked by another process (a publish or a trainer is running on "
-                               f"it); nothing was published. Wait for it to finish and publish again") from None
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+        with held_lock(run_dir / LOCK_NAME):
+            yield
+    except LockHeldError:
+        raise PublishError(f"{run_dir} is locked by another process (a publish or a trainer is running on "
+                           f"it); nothing was published. Wait for it to finish and publish again") from None
 
 
 def _runs_to_publish(path: Path) -> tuple[list[_Run], Path]:

@@ -16,9 +16,7 @@ state/RUN.json (what each job last reported: running, failed + error), logs/
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +26,7 @@ from typing import Any
 
 import submitit
 
-from checkpoints_manifest import ManifestNotFoundError, atomic_write_json, read_manifest
+from checkpoints_manifest import LockHeldError, ManifestNotFoundError, atomic_write_json, held_lock, read_manifest
 from data_index import prepare_store
 from training import ZooSpec, train_run
 from training.checkpoint import checkpoint_dir_name
@@ -238,16 +236,12 @@ def _submit(executor: submitit.Executor, jobs: list[TrainJob]) -> list[submitit.
 @contextmanager
 def _submitting(folder: Path, zoo: str) -> Iterator[None]:
     """Hold OUT/ZOO/launch/.lock while checking and submitting: two launches never interleave."""
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LaunchConflictError(f"another `zoo launch` of zoo {zoo!r} is submitting right now "
-                                      f"({folder / '.lock'}); wait for it, then see `zoo status {zoo}`") from None
-        yield
-    finally:
-        os.close(fd)
+        with held_lock(folder / ".lock"):
+            yield
+    except LockHeldError:
+        raise LaunchConflictError(f"another `zoo launch` of zoo {zoo!r} is submitting right now "
+                                  f"({folder / '.lock'}); wait for it, then see `zoo status {zoo}`") from None
 
 
 def _read_jobs(folder: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import safetensors.torch
+from safetensors.torch import save as safetensors_bytes
 import torch
 from tqdm import tqdm
 
@@ -239,8 +240,8 @@ def _compare(snap: _Snapshot, final: checkpoint.Snapshot) -> tuple[dict[str, flo
     published_weights = safetensors.torch.load_file(folder / "model.safetensors")
     published_moments = safetensors.torch.load_file(folder / "optimizer.safetensors")
     replayed = {
-        "model.safetensors": safetensors.torch.save(final.weights),
-        "optimizer.safetensors": safetensors.torch.save(final.optimizer),
+        "model.safetensors": safetensors_bytes(final.weights),
+        "optimizer.safetensors": safetensors_bytes(final.optimizer),
         "state.json": canonical_json(final.loop.to_dict()).encode(),
         "loss.jsonl": checkpoint.loss_lines(final.loss_records),
     }
