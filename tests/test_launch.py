@@ -203,12 +203,14 @@ def test_preempted_twice_the_run_resumes_and_ends_byte_identical(long_spec, tmp_
 
 @needs_slurm
 def test_a_time_limit_shorter_than_the_run_requeues_and_ends_byte_identical(long_spec, tmp_path):
-    # Slurm's shortest limit is 1 min; its USR2 warning comes 30 s before the end, on its 30 s timer:
-    # frozen mid-run, the job gets it before it could finish, however fast the machine.
+    # A 2-minute limit warns (USR2) 60 s before the end, on Slurm's 30 s timer: 30-60 s after the
+    # start, so never before submitit has installed its handler (a 1-minute limit can warn within
+    # a second of the start, while the job is still importing). Frozen mid-run, the job gets the
+    # warning before it could finish, however fast the machine.
     out, since = tmp_path / "launched", code_version()
-    (item,) = launch(long_spec, out, runs=LONG_RUN, resources=Resources(time_min=1))
+    (item,) = launch(long_spec, out, runs=LONG_RUN, resources=Resources(time_min=2))
     pid, _ = _frozen_mid_run(long_spec, out, LONG_RUN, 0, item.job_id)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 150
     while not _signalled(pid, signal.SIGUSR2):
         assert time.monotonic() < deadline, "Slurm sent no time-limit warning"
         time.sleep(0.2)
