@@ -28,3 +28,32 @@ def cut_run_back(run_dir: Path, *, keep: int) -> None:
     files = {p: e for p, e in manifest.files.items()
              if not p.startswith("checkpoints/") or p[: len("checkpoints/step00000000/")] in listed}
     write_manifest(run_dir, dataclasses.replace(manifest, checkpoints=steps, files=files))
+
+
+def one_run_spec(name: str, *, steps: int) -> str:
+    """A zoo spec of one tiny GELU run with a checkpoint every step: for kill and lock tests."""
+    return f"""\
+name = "{name}"
+seeds = [0]
+
+[data]
+corpus = "stories"
+n_docs = 120
+vocab_size = 280
+n_ctx = 16
+
+[sizes]
+1l = {{ n_layers = 1, d_model = 16, n_heads = 2, d_head = 8, d_mlp = 32 }}
+
+[families]
+gelu = ["1l"]
+
+[training]
+steps = {steps}
+batch_size = 8
+micro_batch_size = 4
+
+[checkpoints]
+log_until = 4
+every = 1
+"""

@@ -16,35 +16,12 @@ from data_index import TokenStore
 from training import RunLockedError, load_spec
 from training.loop import model_config, run_config, run_path
 from training.run_dir import open_run
+from helpers import one_run_spec
 from zoo.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
-BUSY_SPEC = """\
-name = "busy"
-seeds = [0]
-
-[data]
-corpus = "stories"
-n_docs = 120
-vocab_size = 280
-n_ctx = 16
-
-[sizes]
-1l = { n_layers = 1, d_model = 16, n_heads = 2, d_head = 8, d_mlp = 32 }
-
-[families]
-gelu = ["1l"]
-
-[training]
-steps = 5000
-batch_size = 8
-micro_batch_size = 4
-
-[checkpoints]
-log_until = 4
-every = 1
-"""
+BUSY_SPEC = one_run_spec("busy", steps=5000)
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout_s: float) -> None:

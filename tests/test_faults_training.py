@@ -15,36 +15,12 @@ from pathlib import Path
 import pytest
 
 from checkpoints_manifest import read_manifest, verify
-from helpers import tree_digest
+from helpers import one_run_spec, tree_digest
 from zoo.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
-KILL_SPEC = """\
-name = "crash"
-seeds = [0]
-
-[data]
-corpus = "stories"
-n_docs = 120
-vocab_size = 280
-n_ctx = 16
-
-[sizes]
-1l = { n_layers = 1, d_model = 16, n_heads = 2, d_head = 8, d_mlp = 32 }
-
-[families]
-gelu = ["1l"]
-
-[training]
-steps = 44
-batch_size = 8
-micro_batch_size = 4
-
-[checkpoints]
-log_until = 4
-every = 1
-"""
+KILL_SPEC = one_run_spec("crash", steps=44)
 
 
 @pytest.mark.slow
