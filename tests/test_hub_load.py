@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import constants
+from huggingface_hub import constants, hf_hub_download
 from safetensors.torch import load_file
 
 import zoo
 from checkpoints_manifest import read_manifest
 from hub_server import HubServer, pointed_at, serve
-from zoo import _hub_commands
+from zoo import _hub_commands, _verified
 from zoo.hub import IntegrityError, UnknownModelError
 
 ORG = "zoo-org"
@@ -63,6 +63,19 @@ def test_a_truncated_file_in_the_cache_is_detected_evicted_and_fetched_again(run
     there.write_bytes(there.read_bytes()[:100])
     with pytest.raises(IntegrityError, match=f"{WEIGHTS4}.*expected {size} bytes.*got 100 bytes"):
         zoo.load("gelu-1l", seed=1, step=4, root=tmp_path, org=ORG)
+
+
+def test_a_download_is_hashed_as_it_streams_into_the_cache_layout_hf_hub_download_reads(
+        run_dir: Path, hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    zoo.publish(run_dir, org=ORG)
+    # Each file's hash is taken on the way in: neither downloading nor loading reads a file back to hash it.
+    monkeypatch.setattr(_verified, "sha256_file", lambda path: pytest.fail(f"{path} was read back to be hashed"))
+    folder = zoo.download("gelu-1l", seed=1, steps=[4], org=ORG)
+    commit = folder.name
+    # The file is where hf_hub_download looks: a snapshot link to a content-named blob, found offline.
+    cached = Path(hf_hub_download(f"{ORG}/tiny-{RUN}", WEIGHTS4, revision=commit, local_files_only=True))
+    assert cached == folder / WEIGHTS4 and cached.is_symlink() and cached.resolve().parent.name == "blobs"
+    assert _equal(zoo.load("gelu-1l", seed=1, step=4, org=ORG, revision=commit), _weights(run_dir, 4))
 
 
 def test_unknown_model_seed_or_step_errors_list_what_exists(run_dir: Path, hub_server: HubServer) -> None:

@@ -11,11 +11,12 @@ import hashlib
 import os
 import re
 import shutil
+import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     LocalEntryNotFoundError,
@@ -23,8 +24,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from checkpoints_manifest import atomic_write, atomic_write_bytes, sha256_bytes, sha256_file
+from checkpoints_manifest import FileEntry, atomic_write, atomic_write_bytes, sha256_bytes, sha256_file
 from zoo import _verified
+from zoo._stream_download import cached_or_downloaded
 from zoo._hub_errors import HubError, HubUnavailableError, PublishError, UnknownModelError, UnsafeArtifactError
 from zoo._retry import retrying
 
@@ -47,6 +49,7 @@ class Repo:
 
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 class Backend(Protocol):
     """The operations publish and load need from a place that holds repos."""
@@ -68,8 +71,10 @@ class Backend(Protocol):
     def tag(self, repo: Repo, name: str, commit: str | None) -> None:
         """Tag `commit` as `name` unless the tag exists (tags never move)."""
 
-    def fetch(self, repo: Repo, path: str, revision: str | None) -> tuple[Path, str | None]:
-        """A local path holding the published file, and the commit it came from (unverified bytes)."""
+    def fetch(self, repo: Repo, path: str, revision: str | None,
+              expected: FileEntry | None = None) -> tuple[Path, str | None]:
+        """A local path holding the published file, and the commit it came from. The bytes are unverified,
+        except that a file downloaded now may be checked against `expected` as it arrives (IntegrityError)."""
 
     def evict(self, local: Path) -> None:
         """Forget a fetched copy that failed verification, so it is never served as good again."""
@@ -156,10 +161,15 @@ class HubBackend:
         retrying(f"tagging {repo.id} {name}", lambda: self.api.create_tag(
             repo.id, tag=name, revision=commit, repo_type=repo.type, exist_ok=True))
 
-    def fetch(self, repo: Repo, path: str, revision: str | None) -> tuple[Path, str | None]:
+    def fetch(self, repo: Repo, path: str, revision: str | None,
+              expected: FileEntry | None = None) -> tuple[Path, str | None]:
+        if expected is not None and revision is not None and _COMMIT.fullmatch(revision) \
+                and not constants.HF_HUB_OFFLINE:
+            download = lambda: cached_or_downloaded(repo.id, repo.type, path, revision, expected)  # noqa: E731
+        else:
+            download = lambda: hf_hub_download(repo.id, path, repo_type=repo.type, revision=revision)  # noqa: E731
         try:
-            local = Path(retrying(f"download of {repo.id}/{path}", lambda: hf_hub_download(
-                repo.id, path, repo_type=repo.type, revision=revision)))
+            local = Path(retrying(f"download of {repo.id}/{path}", download))
         except LocalEntryNotFoundError as e:
             raise HubUnavailableError(f"{repo.id}/{path} is not in the local cache and cannot be downloaded now "
                                       f"({str(e).splitlines()[0][:200]}); go online (unset HF_HUB_OFFLINE) or "
@@ -173,6 +183,9 @@ class HubBackend:
         except EntryNotFoundError:
             raise UnknownModelError(f"{repo.type} repo {repo.id} has no file {path}; "
                                     f"publish the run again to complete it") from None
+        except urllib.error.HTTPError as e:
+            raise HubUnavailableError(f"download of {repo.id}/{path} was refused: HTTP {e.code} from {e.url}; "
+                                      f"check access to the repo (HF_TOKEN) and try again") from None
         parts = local.parts
         return local, parts[parts.index("snapshots") + 1]
 
@@ -247,7 +260,8 @@ class DirBackend:
     def tag(self, repo: Repo, name: str, commit: str | None) -> None:
         return None  # a directory keeps one version; there is nothing to tag
 
-    def fetch(self, repo: Repo, path: str, revision: str | None) -> tuple[Path, str | None]:
+    def fetch(self, repo: Repo, path: str, revision: str | None,
+              expected: FileEntry | None = None) -> tuple[Path, str | None]:
         if revision is not None:
             raise HubError(f"revision={revision!r} was given, but the directory root {self.root} keeps one "
                            f"version of each repo and has no revisions; drop revision= or load from the Hub")

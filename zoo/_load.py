@@ -19,7 +19,7 @@ from training.checkpoint import checkpoint_dir_name
 from training.model import Transformer
 from zoo import _verified
 from zoo._backends import Backend, Repo
-from zoo._hub_errors import HubError, IntegrityError, UnknownModelError, UnsafeArtifactError
+from zoo._hub_errors import HubError, IntegrityError, UnknownModelError, UnsafeArtifactError, mismatch_error
 from zoo._publish import REGISTRY, REGISTRY_FILE, data_repo_id
 from zoo._weights import load_weights, model_config
 
@@ -156,10 +156,10 @@ def verified_bytes(backend: Backend, snap: _Snapshot, path: str) -> bytes:
     if path in snap.manifest.files and snap.manifest.files[path].size > MAX_JSON_BYTES:
         raise UnsafeArtifactError(f"{snap.repo.id}: {path} is listed at {snap.manifest.files[path].size} bytes, "
                                   f"more than a JSON record can need ({MAX_JSON_BYTES}); refused undownloaded")
-    for attempt in range(2):  # a bad copy is evicted, so a second download may be good
-        local = _fetch_listed(backend, snap, path)
-        data = local.read_bytes()
+    for attempt in range(2):  # a bad copy is evicted (or never kept), so a second download may be good
         try:
+            local = _fetch_listed(backend, snap, path)
+            data = local.read_bytes()
             _check(backend, snap, path, local, len(data), sha256_bytes(data))
             return data
         except IntegrityError:
@@ -174,10 +174,10 @@ def verified_path(backend: Backend, snap: _Snapshot, path: str) -> Path:
     Hashed once per local copy: the hash is remembered with the file's stat (zoo/_verified.py)
     and the file is hashed again whenever its stat changes.
     """
-    for attempt in range(2):  # a bad copy is evicted, so a second download may be good
-        local = _fetch_listed(backend, snap, path)
-        size = local.stat().st_size
+    for attempt in range(2):  # a bad copy is evicted (or never kept), so a second download may be good
         try:
+            local = _fetch_listed(backend, snap, path)
+            size = local.stat().st_size
             # A wrong size needs no hash: it is caught before reading (and a huge file is never read).
             _check(backend, snap, path, local, size, _verified.sha256_of(local) if size == _size(snap, path) else "")
             return local
@@ -194,7 +194,7 @@ def _size(snap: _Snapshot, path: str) -> int:
 def _fetch_listed(backend: Backend, snap: _Snapshot, path: str) -> Path:
     if path not in snap.manifest.files:
         raise UnknownModelError(f"{snap.repo.id}: {path} is not in its manifest")
-    return backend.fetch(snap.repo, path, snap.revision)[0]
+    return backend.fetch(snap.repo, path, snap.revision, snap.manifest.files[path])[0]
 
 
 def _check(backend: Backend, snap: _Snapshot, path: str, local: Path, size: int, sha256: str) -> None:
@@ -202,12 +202,7 @@ def _check(backend: Backend, snap: _Snapshot, path: str, local: Path, size: int,
     if size == entry.size and sha256 == entry.sha256:
         return
     backend.evict(local)
-    found = f"{size} bytes" if size != entry.size else f"sha256 {sha256}"
-    raise IntegrityError(
-        f"{snap.repo.id}: {path} does not match its manifest (expected {entry.size} bytes, sha256 "
-        f"{entry.sha256}; got {found}). The bad copy was removed from the cache; download again, and "
-        f"if it persists the published file is damaged: republish the run",
-        repo_id=snap.repo.id, path=path)
+    raise mismatch_error(snap.repo.id, path, entry, size, sha256)
 
 
 def pick_step(snap: _Snapshot, config: dict[str, Any], step: int | str | None, tokens: int | None) -> int:

@@ -8,9 +8,11 @@ is raised at once. ZOO_HUB_ATTEMPTS (default 5) bounds the tries, ZOO_HUB_BACKOF
 
 from __future__ import annotations
 
+import http.client
 import os
 import random
 import time
+import urllib.error
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -57,6 +59,10 @@ def _transient(error: BaseException) -> BaseException | None:
             return seen
         if isinstance(seen, OSError) and "Consistency check failed" in str(seen):  # short body, from the client
             return seen
+        if isinstance(seen, urllib.error.HTTPError):  # a streamed body's GET (zoo/_stream_download.py)
+            return seen if seen.code in _TRANSIENT_STATUS else None
+        if isinstance(seen, (http.client.HTTPException, ConnectionError, TimeoutError, urllib.error.URLError)):
+            return seen  # cut, reset, timed out or refused
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -64,6 +70,8 @@ def _transient(error: BaseException) -> BaseException | None:
 def _describe(fault: BaseException) -> str:
     if isinstance(fault, HfHubHTTPError) and fault.response is not None:
         return f"HTTP {fault.response.status_code} from {fault.response.url}"
+    if isinstance(fault, urllib.error.HTTPError):
+        return f"HTTP {fault.code} from {fault.url}"
     return f"{type(fault).__name__}: {str(fault)[:300] or 'no message'}"
 
 

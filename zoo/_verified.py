@@ -33,12 +33,23 @@ def sha256_of(path: Path) -> str:
         pass  # no record, or an unreadable one: hash
     digest = sha256_file(real)
     if _stamp(real) == before:  # the file did not change while it was hashed
-        try:
-            record.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(record, json.dumps({"path": str(real), "stat": before, "sha256": digest}).encode())
-        except OSError:
-            pass  # a read-only cache: correct, only slower
+        _write(real, before, digest)
     return digest
+
+
+def remember(path: Path, sha256: str) -> None:
+    """Record `sha256` for `path`, hashed by the caller as it wrote the file (a download)."""
+    real = path.resolve()
+    _write(real, _stamp(real), sha256)
+
+
+def _write(real: Path, stamp: list[int], sha256: str) -> None:
+    record = _record_path(real)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(record, json.dumps({"path": str(real), "stat": stamp, "sha256": sha256}).encode())
+    except OSError:
+        pass  # a read-only cache: correct, only slower
 
 
 def forget(path: Path) -> None:
