@@ -4,10 +4,12 @@ import json
 import shutil
 import statistics
 
+import numpy as np
 import pytest
 import torch
 
-from data_index import DataSpec, prepare_store
+import zoo
+from data_index import DataSpec, TokenStore, prepare_store
 from training.model import ModelConfig, Transformer, init_weights
 from zoo import publish
 from zoo.analysis import AnalysisError, local_run, open_runs
@@ -15,11 +17,22 @@ from zoo.analysis import compare, grokking, induction
 from zoo.analysis._plots import segments
 
 
-def test_repeated_tokens_are_two_equal_halves_without_eos_and_fixed():
-    tokens = induction.repeated_tokens(50, 8, batch=4)
+def test_repeated_tokens_are_two_equal_halves_from_the_vocabulary_and_fixed():
+    vocabulary = torch.tensor([3, 5, 7, 11])
+    tokens = induction.repeated_tokens(vocabulary, 8, batch=4)
     assert tokens.shape == (4, 16)
-    assert torch.equal(tokens[:, :8], tokens[:, 8:]) and int(tokens.min()) >= 1
-    assert torch.equal(tokens, induction.repeated_tokens(50, 8, batch=4))
+    assert torch.equal(tokens[:, :8], tokens[:, 8:]) and set(tokens.unique().tolist()) <= {3, 5, 7, 11}
+    assert torch.equal(tokens, induction.repeated_tokens(vocabulary, 8, batch=4))
+
+
+def test_probe_tokens_are_the_ones_the_data_uses_often_never_eos_or_unused_bytes(trained_tiny):
+    store = TokenStore.open(trained_tiny / "tiny" / "data")
+    counts = np.bincount(store.samples(np.arange(store.n_samples)).ravel(), minlength=store.vocab_size)
+    counts[store.eos_id] = 0
+    expected = np.flatnonzero(counts >= 0.1 * counts[counts > 0].mean())
+    vocabulary = induction.probe_vocabulary(store)
+    assert vocabulary.tolist() == expected.tolist()
+    assert store.eos_id not in vocabulary.tolist() and 0 < len(vocabulary) < store.vocab_size
 
 
 def test_a_hand_built_induction_pattern_scores_one():
@@ -27,13 +40,17 @@ def test_a_hand_built_induction_pattern_scores_one():
                       architecture="attn-only")
     model = Transformer(cfg)
     init_weights(model, torch.Generator().manual_seed(0))
-    tokens = induction.repeated_tokens(20, 4, batch=2)
+    tokens = induction.repeated_tokens(torch.arange(1, 20), 4, batch=2)
     target = torch.zeros(2, 1, 8, 8)
     for i in range(8):
         target[:, :, i, i - 4 + 1 if i >= 4 else 0] = 1.0
     with model.hooks([("blocks.0.attn.hook_pattern", lambda p, hook: target)]):
         point = induction.measure(model, tokens)
     assert point.head_scores == [[1.0]]
+
+
+def _store(trained_tiny) -> TokenStore:
+    return TokenStore.open(trained_tiny / "tiny" / "data")
 
 
 def test_segments_break_lines_only_where_checkpoints_are_missing():
@@ -43,7 +60,7 @@ def test_segments_break_lines_only_where_checkpoints_are_missing():
 
 def test_induction_analysis_writes_json_and_png_for_every_checkpoint(trained_tiny, tmp_path):
     runs = open_runs([str(trained_tiny / "tiny")])
-    results = induction.analyze(runs, tmp_path)
+    results = induction.analyze(runs, _store(trained_tiny), tmp_path)
     saved = json.loads((tmp_path / "induction.json").read_text())
     assert (tmp_path / "induction.png").stat().st_size > 0
     assert [r["run"] for r in saved["runs"]] == [r.name for r in runs]
@@ -58,7 +75,7 @@ def test_a_run_missing_checkpoints_names_the_steps(trained_tiny, tmp_path):
     shutil.copytree(src, run_dir)
     for step in (8, 12):
         (run_dir / "checkpoints" / f"step{step:08d}" / "model.safetensors").unlink()
-    result = induction.analyze([local_run(run_dir)], tmp_path / "out")[0]
+    result = induction.analyze([local_run(run_dir)], _store(trained_tiny), tmp_path / "out")[0]
     assert result.missing_steps == [8, 12]
     saved = json.loads((tmp_path / "out" / "induction.json").read_text())
     assert saved["runs"][0]["missing_steps"] == [8, 12]
@@ -69,7 +86,9 @@ def test_published_zoo_gives_the_same_numbers_as_local_runs(trained_tiny, tmp_pa
     published = open_runs(["attn-only-1l"], org="lab", root=tmp_path / "hub", zoo="tiny")
     local = [local_run(trained_tiny / "tiny" / "runs" / f"attn-only-1l-seed{k}") for k in (0, 1)]
     assert [r.name for r in published] == [r.name for r in local]
-    assert induction.analyze(published, tmp_path / "a") == induction.analyze(local, tmp_path / "b")
+    store = TokenStore.open(zoo.download_data("tiny", org="lab", root=tmp_path / "hub") / "data")
+    assert induction.analyze(published, store, tmp_path / "a") == induction.analyze(local, _store(trained_tiny),
+                                                                                    tmp_path / "b")
     assert compare.final_loss(published[0]) == compare.final_loss(local[0])
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from data_index import TokenStore
 from zoo import hub
-from zoo.analysis import compare, grokking, induction, open_runs
+from zoo.analysis import RunCheckpoints, compare, grokking, induction, open_runs
 
 _RUNS_HELP = ("run directories (out/ZOO/runs/RUN), zoo directories (all their runs), or published model "
               "patterns like 'attn-only-2l' or '*-2l' (with --org, and --root or HF_ENDPOINT)")
+_DATA_HELP = "the zoo's token store (default: ZOO/data of a local run, or the published dataset repo)"
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -19,13 +20,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
     ind = kinds.add_parser("induction", help="ICL score and per-head induction scores at every checkpoint")
     ind.add_argument("runs", nargs="+", help=_RUNS_HELP)
+    ind.add_argument("--data", type=Path, help=_DATA_HELP + "; probe tokens are drawn from the tokens it uses")
     _common(ind)
     ind.set_defaults(func=_induction)
 
     grok = kinds.add_parser("grokking", help="train/test accuracy of modular addition at every checkpoint")
     grok.add_argument("runs", nargs="+", help=_RUNS_HELP)
-    grok.add_argument("--data", type=Path, help="the zoo's token store (default: ZOO/data of a local run, or "
-                                                "the published dataset repo)")
+    grok.add_argument("--data", type=Path, help=_DATA_HELP)
     _common(grok)
     grok.set_defaults(func=_grokking)
 
@@ -48,8 +49,21 @@ def _runs(args: argparse.Namespace):
     return open_runs(args.runs, org=args.org, root=args.root, zoo=args.zoo)
 
 
+def _store(args: argparse.Namespace, runs: list[RunCheckpoints]) -> TokenStore:
+    """The token store the runs were trained on: --data, the published dataset repo, or ZOO/data."""
+    if args.data is not None:
+        store_dir = args.data
+    elif args.org is not None:
+        store_dir = hub.download_data(runs[0].config["run"]["zoo"], org=args.org, root=args.root) / "data"
+    else:
+        first = Path(args.runs[0]).resolve()
+        store_dir = first / "data" if (first / "runs").is_dir() else first.parent.parent / "data"
+    return TokenStore.open(store_dir)
+
+
 def _induction(args: argparse.Namespace) -> int:
-    for r in induction.analyze(_runs(args), args.out):
+    runs = _runs(args)
+    for r in induction.analyze(runs, _store(args, runs), args.out):
         b = r.bump
         gaps = f"  MISSING checkpoints: {r.missing_steps}" if r.missing_steps else ""
         print(f"{r.run}: ICL rise {b.rise:+.3f} nats over steps {b.start}-{b.end}, best head {b.best_head} "
@@ -60,14 +74,7 @@ def _induction(args: argparse.Namespace) -> int:
 
 def _grokking(args: argparse.Namespace) -> int:
     runs = _runs(args)
-    if args.data is not None:
-        store_dir = args.data
-    elif args.org is not None:
-        store_dir = hub.download_data(runs[0].config["run"]["zoo"], org=args.org, root=args.root) / "data"
-    else:
-        first = Path(args.runs[0]).resolve()
-        store_dir = first / "data" if (first / "runs").is_dir() else first.parent.parent / "data"
-    for r in grokking.analyze(runs, TokenStore.open(store_dir), args.out):
+    for r in grokking.analyze(runs, _store(args, runs), args.out):
         gaps = f"  MISSING checkpoints: {r.missing_steps}" if r.missing_steps else ""
         print(f"{r.run}: train 100% at step {r.train_100_step}, test > 95% at step {r.test_95_step}, "
               f"grokked: {'yes' if r.grokked else 'no'}{gaps}")

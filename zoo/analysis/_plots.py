@@ -32,6 +32,7 @@ def plot_series(ax: Axes, steps: Sequence[int], values: Sequence[float], missing
 def step_axis(ax: Axes) -> None:
     """Symlog step axis: the dense early checkpoints and the late ones both readable."""
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)  # steps are never negative: no empty half-decade left of 0
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
 

@@ -1,6 +1,10 @@
 """The induction bump: in-context learning on repeated random tokens, and each head's induction score.
 
-A sequence of `half` random tokens is shown twice. A model that does in-context learning
+A sequence of `half` random tokens is shown twice. The tokens are drawn from those the zoo's
+training data uses often: a byte-level vocabulary holds many ids (raw bytes, merge
+intermediates) that the data never or hardly shows, whose embeddings stay at their
+initialization, and no model could copy them; a probe made of them measures the
+embeddings, not in-context learning. A model that does in-context learning
 predicts the second copy far better than the first (ICL score = mean loss on the first half
 minus on the second, in nats), and an induction head at position i of the second copy
 attends to the token after the previous occurrence of token i: position i - half + 1.
@@ -12,17 +16,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from checkpoints_manifest import atomic_write_json
+from data_index import TokenStore
 from training.model import Transformer
 from zoo.analysis import _plots
+from zoo.analysis._errors import AnalysisError
 from zoo.analysis._runs import RunCheckpoints
 
 _SEED = 20220308  # fixed probe tokens: every checkpoint and every run sees the same sequences
 _BATCH = 64
 _HEAD_THRESHOLD = 0.5  # an "induction head": more than half its attention on the induction target
+_FREQUENT = 0.1  # a probe token occurs at least this fraction of the mean count of the tokens the data uses
+_COUNTED_SAMPLES = 1 << 16  # token counts come from the store's first samples (the whole of a small store)
 
 
 @dataclass(frozen=True)
@@ -60,10 +69,19 @@ class InductionRun:
     bump: Bump
 
 
-def repeated_tokens(d_vocab: int, half: int, batch: int = _BATCH, seed: int = _SEED) -> torch.Tensor:
-    """[batch, 2*half] int64: random tokens (never id 0, the EOS) followed by the same tokens again."""
+def probe_vocabulary(store: TokenStore) -> torch.Tensor:
+    """Ascending ids of the tokens the store's data uses often (never the EOS), to draw probes from."""
+    n = min(store.n_samples, _COUNTED_SAMPLES)
+    counts = np.bincount(store.samples(np.arange(n)).ravel(), minlength=store.vocab_size)
+    counts[store.eos_id] = 0
+    used = counts[counts > 0]
+    return torch.from_numpy(np.flatnonzero(counts >= _FREQUENT * used.mean())) if used.size else torch.empty(0)
+
+
+def repeated_tokens(vocabulary: torch.Tensor, half: int, batch: int = _BATCH, seed: int = _SEED) -> torch.Tensor:
+    """[batch, 2*half] int64: tokens drawn uniformly from `vocabulary`, followed by the same tokens again."""
     g = torch.Generator().manual_seed(seed)
-    first = torch.randint(1, d_vocab, (batch, half), generator=g)
+    first = vocabulary[torch.randint(0, len(vocabulary), (batch, half), generator=g)]
     return torch.cat([first, first], dim=1)
 
 
@@ -88,13 +106,11 @@ def measure(model: Transformer, tokens: torch.Tensor, step: int = 0) -> Inductio
     return InductionPoint(step, loss_first, loss_second, loss_first - loss_second, heads)
 
 
-def analyze_run(run: RunCheckpoints, steps: list[int] | None = None) -> InductionRun:
-    """Measure every checkpoint of `run` (or those in `steps`) on the same probe tokens."""
-    cfg = run.config["model"]
-    tokens = repeated_tokens(cfg["d_vocab"], cfg["n_ctx"] // 2)
-    chosen = run.steps if steps is None else [s for s in run.steps if s in set(steps)]
-    points = [measure(run.load(s), tokens, s) for s in chosen]
-    lo, hi = (chosen[0], chosen[-1]) if chosen else (0, -1)
+def analyze_run(run: RunCheckpoints, vocabulary: torch.Tensor) -> InductionRun:
+    """Measure every checkpoint of `run` on the same probe tokens from `vocabulary`."""
+    tokens = repeated_tokens(vocabulary, run.config["model"]["n_ctx"] // 2)
+    points = [measure(run.load(s), tokens, s) for s in run.steps]
+    lo, hi = (run.steps[0], run.steps[-1]) if run.steps else (0, -1)
     missing = [s for s in run.missing_steps() if lo <= s <= hi]
     return InductionRun(run.name, run.model_name, run.seed, points, missing, find_bump(points, run.config))
 
@@ -113,12 +129,19 @@ def find_bump(points: list[InductionPoint], config: dict) -> Bump:
     return Bump(start, end, rise, best, f"L{layer}H{head}", rise >= 0.5 and narrow and best > _HEAD_THRESHOLD)
 
 
-def analyze(runs: list[RunCheckpoints], out_dir: str | Path, *, name: str = "induction") -> list[InductionRun]:
-    """Measure every run, write `{name}.json` and `{name}.png` into `out_dir`, and return the curves."""
+def analyze(runs: list[RunCheckpoints], store: TokenStore, out_dir: str | Path,
+            *, name: str = "induction") -> list[InductionRun]:
+    """Measure every run on probes from the zoo's `store`, write `{name}.json` and `{name}.png` into
+    `out_dir`, and return the curves."""
     out_dir = Path(out_dir)
-    results = [analyze_run(run) for run in runs]
+    vocabulary = probe_vocabulary(store)
+    if len(vocabulary) < 2:
+        raise AnalysisError(f"token store {store.path} uses fewer than 2 tokens; an induction probe needs a "
+                            f"zoo trained on varied text")
+    results = [analyze_run(run, vocabulary) for run in runs]
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / f"{name}.json", {"analysis": "induction", "runs": [asdict(r) for r in results]})
+    atomic_write_json(out_dir / f"{name}.json", {"analysis": "induction", "probe_tokens": len(vocabulary),
+                                                 "runs": [asdict(r) for r in results]})
     plot(results, out_dir / f"{name}.png")
     return results
 
