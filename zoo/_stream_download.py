@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -33,9 +34,10 @@ from huggingface_hub.utils import build_hf_headers
 
 from checkpoints_manifest import FileEntry
 from zoo import _verified
-from zoo._hub_errors import mismatch_error
+from zoo._hub_errors import UnsafeArtifactError, mismatch_error
 
 _BUFFER = 1 << 20
+_ETAG = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z._-]{0,127}")
 _RETRIES = 5  # connection faults in a row without a byte of progress
 
 
@@ -47,6 +49,9 @@ def cached_or_downloaded(repo_id: str, repo_type: str, path: str, commit: str, e
     if pointer.exists():
         return pointer
     meta = get_hf_file_metadata(hf_hub_url(repo_id, path, repo_type=repo_type, revision=commit))
+    if not (meta.etag and _ETAG.fullmatch(meta.etag)):  # it names a file in the cache
+        raise UnsafeArtifactError(f"{repo_id}/{path}: the server's ETag {meta.etag!r} cannot name a cache file; "
+                                  f"refused (is HF_ENDPOINT a Hub?)")
     blob = storage / "blobs" / meta.etag
     if not blob.exists():
         blob.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +65,8 @@ def cached_or_downloaded(repo_id: str, repo_type: str, path: str, commit: str, e
             partial.unlink(missing_ok=True)
         _verified.remember(blob, sha256)
     pointer.parent.mkdir(parents=True, exist_ok=True)
+    if pointer.is_symlink():  # a link to a blob deleted by hand: point it at the new one
+        pointer.unlink(missing_ok=True)
     try:
         pointer.symlink_to(os.path.relpath(blob, pointer.parent))
     except FileExistsError:
