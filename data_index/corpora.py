@@ -39,10 +39,18 @@ def _induction(r: random.Random) -> str:
 
 
 def _repeats(r: random.Random) -> str:
-    """A short run of made-up words, then the same run again: in-context copying is the only way to
-    predict the second half, so induction heads form within a few hundred steps."""
+    """A run of 6-16 made-up words, then the same run again (version 1 of `repeats`)."""
     words = [_word(r) for _ in range(r.randrange(6, 16))]
     return " ".join(words + words) + "."
+
+
+def _repeats_v2(r: random.Random) -> str:
+    """4-8 made-up words, then the same run twice more: two thirds of every document can only be
+    predicted by copying from context, so induction heads form in MLP models too within a CPU-sized
+    run (with version 1's single repeat of 6-16 words, GELU models were still on their plateau
+    after 1,500 steps)."""
+    words = [_word(r) for _ in range(r.randrange(4, 9))]
+    return " ".join(words * 3) + "."
 
 
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
@@ -81,7 +89,7 @@ def _grokking(r: random.Random) -> str:
 _GENERATED: dict[str, dict[int, Callable[[random.Random], str]]] = {
     "stories": {_stories.VERSION: _stories.story},
     "induction": {1: _induction},
-    "repeats": {1: _repeats},
+    "repeats": {1: _repeats, 2: _repeats_v2},
     "modular": {1: _modular},
     "grokking": {1: _grokking},
 }

@@ -29,9 +29,11 @@ def plot_series(ax: Axes, steps: Sequence[int], values: Sequence[float], missing
         ax.plot(steps[part], values[part], label=label if k == 0 else None, **style)
 
 
-def step_axis(ax: Axes) -> None:
-    """Symlog step axis: the dense early checkpoints and the late ones both readable."""
-    ax.set_xscale("symlog", linthresh=10)
+def step_axis(ax: Axes, *, log: bool = True) -> None:
+    """Step axis from 0: symlog, so the dense early checkpoints and the late ones are both readable;
+    or linear, where the phenomenon is one late transition that symlog would squeeze."""
+    if log:
+        ax.set_xscale("symlog", linthresh=10)
     ax.set_xlim(left=0)  # steps are never negative: no empty half-decade left of 0
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)

@@ -166,7 +166,7 @@ def plot(results: list[InductionRun], path: Path) -> None:
         head_ax.axhline(_HEAD_THRESHOLD, color="grey", lw=0.8, ls="--")
         head_ax.set_ylim(0, 1)
         for ax in (icl_ax, head_ax):
-            _plots.step_axis(ax)
+            _plots.step_axis(ax, log=False)  # the bump is one window late in training
         icl_ax.legend(fontsize=7)
     _plots.save_png(fig, path)
 
