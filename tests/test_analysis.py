@@ -49,6 +49,22 @@ def test_a_hand_built_induction_pattern_scores_one():
     assert point.head_scores == [[1.0]]
 
 
+def _points(icl: list[float], head: list[float]) -> list[induction.InductionPoint]:
+    return [induction.InductionPoint(100 * k, 5.0, 5.0 - x, x, [[0.0, h]]) for k, (x, h) in enumerate(zip(icl, head))]
+
+
+def test_a_bump_is_a_quick_jump_of_the_icl_score_with_an_induction_head_after_it():
+    config = {"training": {"steps": 2000}}  # windows of 200 steps: two checkpoints apart
+    late_gains = _points([0, 0, -0.5, 0, 2.5, 3, 3.5, 4, 4.5, 5, 5.5] + [6] * 10, [0.02] * 3 + [0.6] * 18)
+    bump = induction.find_bump(late_gains, config)
+    assert (bump.start, bump.end, bump.jump, bump.rise) == (200, 400, 3.0, 6.0)
+    assert bump.has_bump and bump.best_head == "L0H1" and bump.max_head_score == 0.6
+    slow = _points([0.3 * k for k in range(21)], [0.6] * 21)  # 6 nats, but never 1 nat within 200 steps
+    assert not induction.find_bump(slow, config).has_bump
+    no_head = _points([0] * 5 + [4] * 16, [0.3] * 21)
+    assert not induction.find_bump(no_head, config).has_bump
+
+
 def _store(trained_tiny) -> TokenStore:
     return TokenStore.open(trained_tiny / "tiny" / "data")
 

@@ -66,7 +66,8 @@ def _induction(args: argparse.Namespace) -> int:
     for r in induction.analyze(runs, _store(args, runs), args.out):
         b = r.bump
         gaps = f"  MISSING checkpoints: {r.missing_steps}" if r.missing_steps else ""
-        print(f"{r.run}: ICL rise {b.rise:+.3f} nats over steps {b.start}-{b.end}, best head {b.best_head} "
+        print(f"{r.run}: ICL score jumps {b.jump:+.3f} nats over steps {b.start}-{b.end} ({b.rise:+.3f} in all), "
+              f"best head {b.best_head} "
               f"{b.max_head_score:.2f}, bump: {'yes' if b.has_bump else 'no'}{gaps}")
     print(f"wrote {args.out / 'induction.png'} and {args.out / 'induction.json'}")
     return 0

@@ -30,6 +30,8 @@ from zoo.analysis._runs import RunCheckpoints
 _SEED = 20220308  # fixed probe tokens: every checkpoint and every run sees the same sequences
 _BATCH = 64
 _HEAD_THRESHOLD = 0.5  # an "induction head": more than half its attention on the induction target
+_WINDOW = 0.1  # a bump's jump happens within a tenth of the training steps
+_JUMP = 1.0  # … and gains at least this many nats of ICL score
 _FREQUENT = 0.1  # a probe token occurs at least this fraction of the mean count of the tokens the data uses
 _COUNTED_SAMPLES = 1 << 16  # token counts come from the store's first samples (the whole of a small store)
 
@@ -47,14 +49,17 @@ class InductionPoint:
 
 @dataclass(frozen=True)
 class Bump:
-    """Where the ICL score rose: from 10% to 90% of its total rise."""
+    """The ICL score's steepest jump: its largest gain between two checkpoints at most a tenth of the
+    training apart. (A window holding 10-90% of the whole rise would also count the slow gains
+    after the head has formed, as the rest of the model learns to use it.)"""
 
     start: int
     end: int
+    jump: float  # ICL score at `end` minus at `start`, nats
     rise: float  # final ICL score minus the step-0 one
     max_head_score: float  # best head at the last checkpoint
     best_head: str  # "L{layer}H{head}"
-    has_bump: bool  # rise >= 0.5 nats within <= 25% of training, and a head above 0.5 after it
+    has_bump: bool  # a jump of >= 1 nat, and a head above 0.5 at the end
 
 
 @dataclass(frozen=True)
@@ -116,17 +121,22 @@ def analyze_run(run: RunCheckpoints, vocabulary: torch.Tensor) -> InductionRun:
 
 
 def find_bump(points: list[InductionPoint], config: dict) -> Bump:
-    """The window of the ICL score's rise, and whether it is a bump: big, quick, and an induction head after."""
-    icl = [p.icl_score for p in points]
-    rise = icl[-1] - icl[0]
-    start = next(p.step for p in points if p.icl_score - icl[0] >= 0.1 * rise) if rise > 0 else points[-1].step
-    end = next(p.step for p in points if p.icl_score - icl[0] >= 0.9 * rise) if rise > 0 else points[-1].step
+    """The ICL score's steepest jump, and whether it is a bump: >= 1 nat, and an induction head at the end."""
+    window = _WINDOW * config["training"]["steps"]
+    start, end = points[-1], points[-1]
+    for i, a in enumerate(points):
+        for b in points[i + 1:]:
+            if b.step - a.step > window:
+                break
+            if b.icl_score - a.icl_score > end.icl_score - start.icl_score:
+                start, end = a, b
+    jump = end.icl_score - start.icl_score
     scores = points[-1].head_scores
     layer, head = max(((l, h) for l in range(len(scores)) for h in range(len(scores[l]))),
                       key=lambda lh: scores[lh[0]][lh[1]])
     best = scores[layer][head]
-    narrow = end - start <= 0.25 * config["training"]["steps"]
-    return Bump(start, end, rise, best, f"L{layer}H{head}", rise >= 0.5 and narrow and best > _HEAD_THRESHOLD)
+    return Bump(start.step, end.step, jump, points[-1].icl_score - points[0].icl_score, best, f"L{layer}H{head}",
+                jump >= _JUMP and best > _HEAD_THRESHOLD)
 
 
 def analyze(runs: list[RunCheckpoints], store: TokenStore, out_dir: str | Path,
