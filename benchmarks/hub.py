@@ -13,8 +13,9 @@ each comparison interleaved round by round (the machine is shared), medians repo
   its first load) and trusts that hash while the file's stat is unchanged (zoo/_verified.py),
   so a warm load does not re-hash: the ratio compares one verified load with one hash+load;
 - download throughput: `zoo.download` of every file of the run into an empty cache
-  (parallel, every file hashed) versus a plain serial `hf_hub_download` loop over the same
-  files into another empty cache; target ≥ 1×.
+  (parallel, every file hashed as it streams in, zoo/_stream_download.py) versus a plain
+  serial `hf_hub_download` loop over the same files into another empty cache, which hashes
+  nothing; target ≥ 1×.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ log_until = 1
 every = 1
 """
 LOAD_ROUNDS = 15
-DOWNLOAD_ROUNDS = 3
+DOWNLOAD_ROUNDS = 5
 
 
 def _interleaved(fns: dict[str, Callable[[], object]], rounds: int, before: Callable[[], None] = lambda: None
