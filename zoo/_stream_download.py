@@ -10,7 +10,7 @@ cache's own layout (`blobs/{etag}`, linked from `snapshots/{commit}/{path}`), so
 The metadata request (HEAD: etag, size, where the bytes are) goes through `huggingface_hub`,
 so auth, the endpoint and its redirects are the client's. The body is read with the
 standard library (proxies from the environment, as the client honours too) into one
-reused buffer: a third of the client's per-byte work, which is what pays for the hash.
+reused buffer: about half the client's CPU per byte, which is what pays for the hash.
 """
 
 from __future__ import annotations
