@@ -25,6 +25,9 @@ T = TypeVar("T")
 ATTEMPTS_ENV = "ZOO_HUB_ATTEMPTS"
 BACKOFF_ENV = "ZOO_HUB_BACKOFF_S"
 _TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+# A standard-library connection cut, reset, timed out or refused (urllib's HTTPError is a URLError:
+# callers test it first, as a status).
+CONNECTION_FAULTS = (http.client.HTTPException, ConnectionError, TimeoutError, urllib.error.URLError)
 
 
 def retrying(what: str, call: Callable[[], T], *, also: tuple[type[BaseException], ...] = ()) -> T:
@@ -61,8 +64,8 @@ def _transient(error: BaseException) -> BaseException | None:
             return seen
         if isinstance(seen, urllib.error.HTTPError):  # a streamed body's GET (zoo/_stream_download.py)
             return seen if seen.code in _TRANSIENT_STATUS else None
-        if isinstance(seen, (http.client.HTTPException, ConnectionError, TimeoutError, urllib.error.URLError)):
-            return seen  # cut, reset, timed out or refused
+        if isinstance(seen, CONNECTION_FAULTS):
+            return seen
         seen = seen.__cause__ or seen.__context__
     return None
 

@@ -35,6 +35,7 @@ from huggingface_hub.utils import build_hf_headers
 from checkpoints_manifest import FileEntry
 from zoo import _verified
 from zoo._hub_errors import UnsafeArtifactError, mismatch_error
+from zoo._retry import CONNECTION_FAULTS
 
 _BUFFER = 1 << 20
 _ETAG = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z._-]{0,127}")
@@ -101,7 +102,7 @@ def _stream(url: str, headers: dict[str, str], out: Path, *, limit: int) -> tupl
                 break
             except urllib.error.HTTPError:
                 raise
-            except (http.client.HTTPException, ConnectionError, TimeoutError, urllib.error.URLError):
+            except CONNECTION_FAULTS:
                 failures = 0 if progress.size > before else failures + 1
                 if failures >= _RETRIES:
                     raise
