@@ -3,6 +3,9 @@
 import subprocess
 import sys
 
+import pytest
+
+from training import BUILTIN_SPECS
 from zoo.cli import main
 
 
@@ -14,6 +17,15 @@ def test_help_teaches_the_commands(capsys):
     out = capsys.readouterr().out
     for word in ("train", "demo", "batch", "where-seen", "verify", "--resume", "seed"):
         assert word in out
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["launch"]])
+def test_help_names_every_built_in_spec(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name in BUILTIN_SPECS:
+        assert name in out
 
 
 def test_unknown_spec_is_a_clear_error_with_exit_code_2(capsys, tmp_path):

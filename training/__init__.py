@@ -11,10 +11,10 @@ from training.errors import (
 from training.loop import RunResult, StepStats, build_model, build_optimizer, train_run, train_step, train_zoo
 from training.model import ARCHITECTURES, ModelConfig, Transformer, init_weights, lm_loss
 from training.schedule import checkpoint_steps, learning_rate
-from training.spec import BUILTIN_SPECS, RunSpec, ZooSpec, load_spec, parse_spec
+from training.spec import BUILTIN_SPECS, SPEC_ARGUMENT_HELP, RunSpec, ZooSpec, load_spec, parse_spec
 
 __all__ = [
-    "ARCHITECTURES", "BUILTIN_SPECS", "CheckpointError", "ModelConfig", "RunDirectoryConflictError",
+    "ARCHITECTURES", "BUILTIN_SPECS", "SPEC_ARGUMENT_HELP", "CheckpointError", "ModelConfig", "RunDirectoryConflictError",
     "RunLockedError", "RunResult", "RunSpec", "SpecError", "StepStats", "StorageError", "TrainingError",
     "Transformer", "ZooSpec", "build_model", "build_optimizer", "checkpoint_steps", "init_weights", "learning_rate",
     "lm_loss", "load_spec", "parse_spec", "train_run", "train_step", "train_zoo",

@@ -25,6 +25,8 @@ from training.errors import SpecError
 from training.model import ARCHITECTURES
 
 BUILTIN_SPECS = ("toy", "tiny", "induction", "grokking")
+# What a command-line SPEC argument accepts, for every command that takes one.
+SPEC_ARGUMENT_HELP = f"a built-in spec name ({', '.join(BUILTIN_SPECS)}) or a path to a TOML spec"
 
 # Bounds that refuse absurd specs before anything is allocated or written (a typo of a few
 # zeros would otherwise hang building the schedule, or ask for terabytes).

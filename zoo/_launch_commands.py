@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training import load_spec
+from training import SPEC_ARGUMENT_HELP, load_spec
 from zoo.launch import EXECUTORS, LaunchError, Resources, launch, status
 
 
@@ -17,7 +17,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                     "their last checkpoint, ending byte-identical to `zoo train`. --tasks-per-node/--nodes > 1 "
                     "train each run data parallel, still bitwise (the micro-batches per process must be "
                     "1, 2, 4, …).")
-    go.add_argument("spec", help="a built-in spec name (toy, tiny) or a path to a TOML spec")
+    go.add_argument("spec", help=SPEC_ARGUMENT_HELP)
     go.add_argument("--executor", choices=EXECUTORS, default="slurm")
     go.add_argument("--out", type=Path, default=Path("out"), help="output root; runs go to OUT/ZOO/runs/RUN")
     go.add_argument("--runs", metavar="FILTER", help="comma-separated globs on run names")

@@ -8,20 +8,21 @@ from pathlib import Path
 
 from checkpoints_manifest import ManifestError, ManifestNotFoundError, verify
 from data_index import DataIndexError
-from training import TrainingError, load_spec, train_zoo
+from training import BUILTIN_SPECS, SPEC_ARGUMENT_HELP, TrainingError, load_spec, train_zoo
 from zoo import _analyze_commands, _data_commands, _hub_commands, _launch_commands, _replay_commands
 from zoo.demo import DEMO_ORG, run_demo
 from zoo.hub import HubError
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 zoo: an exactly reproducible model-system zoo for mechanistic interpretability.
 
-A zoo spec (TOML, or a built-in name: toy, tiny) names architectures (attn-only,
-gelu, solu), sizes, seeds, dataset and schedule. Every run trains
-deterministically: same spec + seeds + data + platform => identical bytes of
-weights, optimizer state and loss log, across crashes and resumes. Each run
-directory holds config.json, loss.jsonl, a dense set of full-state checkpoints
-(checkpoints/stepNNNNNNNN/) and manifest.json (written last: sizes + sha256).
+A zoo spec (TOML, or a built-in name: {", ".join(BUILTIN_SPECS)})
+names architectures (attn-only, gelu, solu), sizes, seeds, dataset and
+schedule. Every run trains deterministically: same spec + seeds + data +
+platform => identical bytes of weights, optimizer state and loss log, across
+crashes and resumes. Each run directory holds config.json, loss.jsonl, a dense
+set of full-state checkpoints (checkpoints/stepNNNNNNNN/) and manifest.json
+(written last: sizes + sha256).
 
 Typical session:
   zoo demo                                 train a quick subset of the toy zoo
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the runs of a zoo spec",
                                 description="Train every run (architecture x size x seed) of a zoo spec, "
                                             "with dense full-state checkpoints.")
-    train.add_argument("spec", help="a built-in spec name (toy, tiny) or a path to a TOML spec")
+    train.add_argument("spec", help=SPEC_ARGUMENT_HELP)
     _add_run_options(train)
     train.add_argument("--resume", action="store_true",
                        help="continue each run from its latest complete checkpoint (bitwise equal to never stopping)")
