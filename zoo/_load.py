@@ -9,10 +9,11 @@ against its manifest entry; a bad copy is evicted from the cache before the erro
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from checkpoints_manifest import MANIFEST_NAME, Manifest, ManifestError, sha256_bytes
 from training.checkpoint import checkpoint_dir_name
@@ -22,6 +23,8 @@ from zoo._backends import Backend, Repo
 from zoo._hub_errors import HubError, IntegrityError, UnknownModelError, UnsafeArtifactError, mismatch_error
 from zoo._publish import REGISTRY, REGISTRY_FILE, data_repo_id
 from zoo._weights import load_weights, model_config
+
+T = TypeVar("T")
 
 MAX_JSON_BYTES = 64 << 20  # manifests, configs, the registry: JSON records, never this large unless hostile
 
@@ -156,16 +159,12 @@ def verified_bytes(backend: Backend, snap: _Snapshot, path: str) -> bytes:
     if path in snap.manifest.files and snap.manifest.files[path].size > MAX_JSON_BYTES:
         raise UnsafeArtifactError(f"{snap.repo.id}: {path} is listed at {snap.manifest.files[path].size} bytes, "
                                   f"more than a JSON record can need ({MAX_JSON_BYTES}); refused undownloaded")
-    for attempt in range(2):  # a bad copy is evicted (or never kept), so a second download may be good
-        try:
-            local = _fetch_listed(backend, snap, path)
-            data = local.read_bytes()
-            _check(backend, snap, path, local, len(data), sha256_bytes(data))
-            return data
-        except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+
+    def read(local: Path) -> tuple[int, str, bytes]:
+        data = local.read_bytes()
+        return len(data), sha256_bytes(data), data
+
+    return _fetched_and_checked(backend, snap, path, read)
 
 
 def verified_path(backend: Backend, snap: _Snapshot, path: str) -> Path:
@@ -174,13 +173,23 @@ def verified_path(backend: Backend, snap: _Snapshot, path: str) -> Path:
     Hashed once per local copy: the hash is remembered with the file's stat (zoo/_verified.py)
     and the file is hashed again whenever its stat changes.
     """
+    def measure(local: Path) -> tuple[int, str, Path]:
+        size = local.stat().st_size
+        # A wrong size needs no hash: it is caught before reading (and a huge file is never read).
+        return size, _verified.sha256_of(local) if size == _size(snap, path) else "", local
+
+    return _fetched_and_checked(backend, snap, path, measure)
+
+
+def _fetched_and_checked(backend: Backend, snap: _Snapshot, path: str,
+                         read: Callable[[Path], tuple[int, str, T]]) -> T:
+    """`read(local)` gives (size, sha256, value); the value is returned once they match the manifest."""
     for attempt in range(2):  # a bad copy is evicted (or never kept), so a second download may be good
         try:
             local = _fetch_listed(backend, snap, path)
-            size = local.stat().st_size
-            # A wrong size needs no hash: it is caught before reading (and a huge file is never read).
-            _check(backend, snap, path, local, size, _verified.sha256_of(local) if size == _size(snap, path) else "")
-            return local
+            size, sha256, value = read(local)
+            _check(backend, snap, path, local, size, sha256)
+            return value
         except IntegrityError:
             if attempt:
                 raise
