@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -176,3 +177,39 @@ def test_a_run_with_250_checkpoints_publishes_in_at_most_5_commits(hub_server: H
     assert len(hub_server.commits(f"{ORG}/dense-attn-only-1l-seed0")) <= 5
     assert len(hub_server.commits(f"{ORG}/dense-data", repo_type="dataset")) <= 5
     assert_loads_bitwise(run_dir, steps=[137, 249])
+
+
+def test_a_commit_raced_on_the_hub_is_refused_clearly_and_publishing_again_completes(
+        trained_tiny: Path, hub_server: HubServer) -> None:
+    """The Hub refuses (412) a commit whose parent is no longer the head. When another writer commits
+    between our head check and our commit, publish names the repo and the fix, lists nothing, and
+    the next publish completes."""
+    run_dir = _runs(trained_tiny)[0]
+    repo_id = f"{ORG}/tiny-{run_dir.name}"
+    api = HfApi()
+    api.create_repo(repo_id)
+    # The run repo's first commit is held on the server for 2 s; the racing commit lands meanwhile.
+    hub_server.inject("slow", path_glob=f"/api/models/{repo_id}/commit/*", method="POST", delay_s=2.0)
+    outcome: list[BaseException | None] = []
+
+    def publish() -> None:
+        try:
+            zoo.publish(run_dir, org=ORG)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    deadline = time.monotonic() + 60
+    while hub_server.injected.get("slow", 0) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    api.upload_file(path_or_fileobj=b"another writer\n", path_in_repo="NOTES.md", repo_id=repo_id)
+    publisher.join(timeout=60)
+    assert len(outcome) == 1 and isinstance(outcome[0], PublishError), outcome
+    assert repo_id in str(outcome[0]) and "publish again" in str(outcome[0])
+    assert not api.file_exists(repo_id, "manifest.json")
+
+    zoo.publish(run_dir, org=ORG)
+    assert api.file_exists(repo_id, "NOTES.md")
+    assert_loads_bitwise(run_dir, steps=[0, read_manifest(run_dir).checkpoints[-1]])

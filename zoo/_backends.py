@@ -19,6 +19,7 @@ from typing import Protocol
 from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    HfHubHTTPError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
@@ -147,14 +148,19 @@ class HubBackend:
 
         def attempt() -> str:
             head = self.head(repo)
-            if head != parent:
-                if not self.missing(repo, files):  # an earlier attempt landed, only its answer was lost
-                    return head
-                raise PublishError(f"{repo.type} repo {repo.id} changed while publishing (head {head}, expected "
-                                   f"{parent}): another publish is running. Nothing half-done was listed; "
-                                   f"wait for it and publish again")
-            return self.api.create_commit(repo.id, operations, commit_message=message, repo_type=repo.type,
-                                          parent_commit=parent).oid
+            if head == parent:
+                try:
+                    return self.api.create_commit(repo.id, operations, commit_message=message, repo_type=repo.type,
+                                                  parent_commit=parent).oid
+                except HfHubHTTPError as error:
+                    if error.response is None or error.response.status_code != 412:
+                        raise
+                    head = self.head(repo)  # the Hub refused ours: a commit landed after our check
+            if not self.missing(repo, files):  # an earlier attempt landed, only its answer was lost
+                return head
+            raise PublishError(f"{repo.type} repo {repo.id} changed while publishing (head {head}, expected "
+                               f"{parent}): another publish or writer committed to it. Nothing half-done was "
+                               f"listed; publish again (once the other publish has finished)")
         return retrying(f"commit of {len(files)} file(s) to {repo.type} repo {repo.id}", attempt)
 
     def tag(self, repo: Repo, name: str, commit: str | None) -> None:
