@@ -29,7 +29,7 @@ class IntegrityError(HubError):
         self.path = path
 
 
-def mismatch_error(repo_id: str, path: str, entry: "FileEntry", size: int, sha256: str) -> IntegrityError:
+def mismatch_error(repo_id: str, path: str, entry: FileEntry, size: int, sha256: str) -> IntegrityError:
     """The error for a copy of `path` that differs from its manifest `entry` (the copy is already gone)."""
     found = f"{size} bytes" if size != entry.size else f"sha256 {sha256}"
     return IntegrityError(
