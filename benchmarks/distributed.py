@@ -56,7 +56,7 @@ def _worker(rank: int, world: int, threads: int, args: argparse.Namespace, store
     store = prepare_store(spec.data, store_dir, progress=False)
     set_determinism("cpu", threads)
     model = build_model(spec, run, store.vocab_size, "cpu")
-    optimizer = build_optimizer(model, spec.optimizer, "cpu")
+    optimizer = build_optimizer(model, spec, "cpu")
     for _ in run_steps(spec, run, store, model, optimizer, start=0, stop=1, device="cpu", parallel=parallel):
         pass  # warm-up
     if world > 1:

@@ -10,10 +10,10 @@ each comparison interleaved round by round (the machine is shared), medians repo
   the manifest, safetensors header checked, model built) versus `safetensors.torch.load_file`
   of the same cached file, alone and followed by a sha256 of it ("hashing included");
   target ≤ 1.2× the latter. zoo hashes each cached file once (when it is downloaded, or at
-  its first load) and trusts that hash while the file's stat is unchanged (zoo/_verified.py),
+  its first load) and trusts that hash while the file's stat is unchanged (zoo/verified.py),
   so a warm load does not re-hash: the ratio compares one verified load with one hash+load;
 - download throughput: `zoo.download` of every file of the run into an empty cache
-  (parallel, every file hashed as it streams in, zoo/_stream_download.py) versus a plain
+  (parallel, every file hashed as it streams in, zoo/hub/stream_download.py) versus a plain
   serial `hf_hub_download` loop over the same files into another empty cache, which hashes
   nothing; target ≥ 1×.
 """

@@ -65,7 +65,7 @@ def main() -> None:
         def train_k() -> float:
             set_determinism("cpu", spec.training.cpu_threads)
             model = build_model(spec, run, store.vocab_size, "cpu")
-            optimizer = build_optimizer(model, spec.optimizer, "cpu")
+            optimizer = build_optimizer(model, spec, "cpu")
             checkpoint.read(run_path(out, spec, run), START, model, optimizer)
             began = time.perf_counter()
             for _ in run_steps(spec, run, store, model, optimizer, start=START, stop=STOP, device="cpu"):

@@ -78,7 +78,7 @@ def plain_loop(spec, run, store, steps: int, device: str) -> float:
 def our_loop(spec, run, store, steps: int, device: str) -> float:
     set_determinism(device, spec.training.cpu_threads)
     model = build_model(spec, run, store.vocab_size, device)
-    optimizer = build_optimizer(model, spec.optimizer, device)
+    optimizer = build_optimizer(model, spec, device)
     began = time.perf_counter()
     for _ in run_steps(spec, run, store, model, optimizer, start=0, stop=steps, device=device):
         pass

@@ -6,7 +6,7 @@ import pytest
 
 from checkpoints_manifest import verify
 from data_index import TokenStore
-from zoo.demo import run_demo
+from zoo.cli.demo import run_demo
 
 
 def unigram_entropy_nats(store: TokenStore) -> float:

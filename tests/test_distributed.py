@@ -22,7 +22,7 @@ STEPS = 6
 def _train(spec, store, parallel: DataParallel):
     run = next(r for r in spec.runs() if r.name == "gelu-1l-seed1")
     model = build_model(spec, run, store.vocab_size, "cpu")
-    optimizer = build_optimizer(model, spec.optimizer, "cpu")
+    optimizer = build_optimizer(model, spec, "cpu")
     for _ in run_steps(spec, run, store, model, optimizer, start=0, stop=STEPS, device="cpu", parallel=parallel):
         pass
     return {**model.state_dict(), **{f"opt.{i}": s["exp_avg_sq"] for i, s in enumerate(optimizer.state.values())}}

@@ -136,13 +136,13 @@ def test_readers_of_a_directory_root_see_the_old_or_the_new_manifest_never_a_tor
     repo = work / ORG / f"tiny-{RUN}"
     old = (repo / "manifest.json").read_text()
     new = json.dumps({**json.loads(old), "code_version": "x" * 200_000})  # large: a torn write would show
-    backend = zoo._backends.DirBackend(work)
+    backend = zoo.hub.backends.DirBackend(work)
     stop = threading.Event()
 
     def writer() -> None:
         while not stop.is_set():
             for text in (new, old):
-                backend.commit(zoo._backends.Repo(f"{ORG}/tiny-{RUN}", "model"), {"manifest.json": text.encode()},
+                backend.commit(zoo.hub.backends.Repo(f"{ORG}/tiny-{RUN}", "model"), {"manifest.json": text.encode()},
                                "rewrite", None)
 
     thread = threading.Thread(target=writer)

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 import zoo
 from checkpoints_manifest import read_manifest
 from hub_server import HubServer, pointed_at, serve
-from zoo import _hub_commands, _verified
+from zoo.cli import hub as hub_commands
+from zoo.hub import verified
 from zoo.hub import IntegrityError, UnknownModelError
 
 ORG = "zoo-org"
@@ -69,7 +70,7 @@ def test_a_download_is_hashed_as_it_streams_into_the_cache_layout_hf_hub_downloa
         run_dir: Path, hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
     zoo.publish(run_dir, org=ORG)
     # Each file's hash is taken on the way in: neither downloading nor loading reads a file back to hash it.
-    monkeypatch.setattr(_verified, "sha256_file", lambda path: pytest.fail(f"{path} was read back to be hashed"))
+    monkeypatch.setattr(verified, "sha256_file", lambda path: pytest.fail(f"{path} was read back to be hashed"))
     folder = zoo.download("gelu-1l", seed=1, steps=[4], org=ORG)
     commit = folder.name
     # The file is where hf_hub_download looks: a snapshot link to a content-named blob, found offline.
@@ -120,7 +121,7 @@ def test_a_warm_cache_loads_offline_with_no_server_running(run_dir: Path, tmp_pa
 
 def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="zoo")
-    _hub_commands.add_parsers(parser.add_subparsers(required=True))
+    hub_commands.add_parsers(parser.add_subparsers(required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 

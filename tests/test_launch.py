@@ -30,7 +30,7 @@ from slurm import needs_slurm, slurm_cluster  # noqa: F401 (the fixture needs_sl
 
 from checkpoints_manifest import ManifestNotFoundError, code_version, read_manifest
 from training import train_zoo
-from zoo import _launch_commands
+from zoo.cli import launch as launch_commands
 from zoo.launch import ClusterResourceError, LaunchConflictError, Resources, RunStatus, launch, status
 
 JOB_TIMEOUT_S = 240
@@ -277,6 +277,6 @@ def test_a_job_that_fails_for_a_real_error_is_reported_failed_not_retried(tiny_s
 def _zoo(argv: list[str]) -> int:
     """`zoo launch|status ARGS` through the subcommands' own parsers."""
     parser = argparse.ArgumentParser(prog="zoo")
-    _launch_commands.add_parsers(parser.add_subparsers(required=True))
+    launch_commands.add_parsers(parser.add_subparsers(required=True))
     args = parser.parse_args(argv)
     return args.func(args)

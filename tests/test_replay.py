@@ -18,8 +18,8 @@ from safetensors.torch import load_file, save_file
 import zoo
 from checkpoints_manifest import file_entry, read_manifest, write_manifest
 from hub_server import HubServer
-from zoo import _replay_commands
-from zoo._hub_errors import IntegrityError, UnknownModelError
+from zoo.cli import replay as replay_commands
+from zoo.hub.errors import IntegrityError, UnknownModelError
 from zoo.replay import Callback, ReplayError, ReplayStep, replay
 
 ORG = "zoo-org"
@@ -249,7 +249,7 @@ def test_a_divergence_is_reported_per_tensor_and_at_the_first_differing_loss(tra
 
 
 def test_an_other_platform_is_stated_plainly(published_root: Path, monkeypatch) -> None:
-    replay_module = sys.modules["zoo.replay"]  # `zoo.replay` the attribute is the function
+    replay_module = zoo.replay  # one name, one thing: the package
     here = replay_module.environment_record("cpu")
     monkeypatch.setattr(replay_module, "environment_record",
                         lambda device: dataclasses.replace(here, torch="9.9.9"))
@@ -274,6 +274,6 @@ def test_cli_replays_with_a_verdict_and_explains_a_step(published_root: Path, ca
 
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    _replay_commands.add_parsers(parser.add_subparsers())
+    replay_commands.add_parsers(parser.add_subparsers())
     args = parser.parse_args(["replay", *argv])
     return args.func(args)

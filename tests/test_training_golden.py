@@ -1,18 +1,27 @@
-"""Golden record: the tiny zoo's final checkpoints, byte for byte, on the reference platform.
+"""Golden records: the tiny zoo's final checkpoints, byte for byte, on the reference platforms.
 
 Any change to the model, the loop, the data order or the file formats that moves a
-single bit fails here loudly. The record belongs to one platform (x86_64 CPU with
-AVX512 kernels, torch 2.13.0: the CI machines); elsewhere the test is skipped, since
-bitwise equality is promised per platform only.
+single bit fails here loudly. Each record belongs to one platform (torch 2.13.0 on the
+machines CI runs on: Intel x86_64 with AVX-512 kernels, and AMD EPYC with AVX2 kernels);
+elsewhere the test is skipped, since bitwise equality is promised per platform only.
+
+Two paths are recorded: LEGACY (the numerics of every run trained before config.json
+recorded them; these records were made by that code and must never change) and CURRENT
+(what a new run trains on; its record moves, deliberately, when CURRENT does).
 """
 
+import dataclasses
 import hashlib
 import platform
 
 import pytest
 import torch
 
-GOLDEN = {
+from checkpoints_manifest import environment_record
+from training import load_spec, train_zoo
+from training.numerics import LEGACY
+
+LEGACY_AVX512 = {
     "gelu-1l-seed0": {
         "loss.jsonl": "e07ea67972373c8e33b872a395fe131b1483a9adcbf5f11222ac4dae5b5cfb6d",
         "model.safetensors": "df79d45a63edc784604932525c9da01120e2223fcb9a74dfaa508c480a76e4ff",
@@ -26,15 +35,46 @@ GOLDEN = {
         "state.json": "e0e3cd8c0d5de103b9d994244eee534d6ce58eed2da55c0888beb9320ae1051c",
     },
 }
-REFERENCE_PLATFORM = ("x86_64", "2.13.0+cpu", "AVX512")
+LEGACY_AVX2_AMD = {
+    "gelu-1l-seed0": {
+        "loss.jsonl": "133b35ef0be58c812ca849a2c9a8595a83ffdeb87013455b0d468c0dccbecb3b",
+        "model.safetensors": "7cdd2166584c691cfaca8925e97b8f2aab29e3cf333fe0f21c2d4635364c52c8",
+        "optimizer.safetensors": "6b808c0ba6229595224ce0d5786c084dd65aa9d45d0de603b5489e8c02c3d932",
+        "state.json": "e0e3cd8c0d5de103b9d994244eee534d6ce58eed2da55c0888beb9320ae1051c",
+    },
+    "solu-1l-seed1": {
+        "loss.jsonl": "7fc0d8dbf864af7d44d4d69a2c3427b562c1a4c45ee17b40fe9ff769c25b85a1",
+        "model.safetensors": "f5761853673764b63e66bbd0ebb73e7492a6e339d7e04499400c43357b9ebabf",
+        "optimizer.safetensors": "305b96524f70100f6b5bb03c4ad97dee736c3a6e52c00cc4292569370c10da57",
+        "state.json": "e0e3cd8c0d5de103b9d994244eee534d6ce58eed2da55c0888beb9320ae1051c",
+    },
+}
+# (machine, torch, ATen CPU capability, CPU vendor) -> record
+LEGACY_RECORDS = {
+    ("x86_64", "2.13.0+cpu", "AVX512", "Intel"): LEGACY_AVX512,
+    ("x86_64", "2.13.0+cpu", "AVX2", "AMD"): LEGACY_AVX2_AMD,
+}
+CURRENT_RECORDS = LEGACY_RECORDS  # CURRENT is LEGACY's path, for now
+_CPU = environment_record("cpu").device_name
+HERE = (platform.machine(), torch.__version__, torch.backends.cpu.get_cpu_capability(),
+        next((vendor for vendor in ("Intel", "AMD") if vendor in _CPU), _CPU))
 
 
-@pytest.mark.skipif(
-    (platform.machine(), torch.__version__, torch.backends.cpu.get_cpu_capability()) != REFERENCE_PLATFORM,
-    reason=f"golden record is for {REFERENCE_PLATFORM}",
-)
+def _digests(out, record):
+    got = {}
+    for run, files in record.items():
+        folder = out / "tiny" / "runs" / run / "checkpoints" / "step00000024"
+        got[run] = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in files}
+    return got
+
+
+@pytest.mark.skipif(HERE not in CURRENT_RECORDS, reason=f"no golden record for {HERE}")
 def test_final_checkpoints_of_the_tiny_zoo_match_the_golden_record(trained_tiny):
-    for run, files in GOLDEN.items():
-        folder = trained_tiny / "tiny" / "runs" / run / "checkpoints" / "step00000024"
-        got = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in files}
-        assert got == files, run
+    assert _digests(trained_tiny, CURRENT_RECORDS[HERE]) == CURRENT_RECORDS[HERE]
+
+
+@pytest.mark.skipif(HERE not in LEGACY_RECORDS, reason=f"no golden record for {HERE}")
+def test_the_legacy_numerics_path_still_gives_the_bytes_it_gave(tmp_path):
+    spec = dataclasses.replace(load_spec("tiny"), numerics=LEGACY)
+    train_zoo(spec, tmp_path, runs=",".join(LEGACY_RECORDS[HERE]), progress=False)
+    assert _digests(tmp_path, LEGACY_RECORDS[HERE]) == LEGACY_RECORDS[HERE]

@@ -8,6 +8,7 @@ checkpoint ends bitwise equal to an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import ExitStack, nullcontext
 from collections.abc import Callable, Iterator
@@ -25,9 +26,10 @@ from training.determinism import generator_for, set_determinism
 from training.distributed import SINGLE, DataParallel
 from training.errors import StorageError, describe_os_error
 from training.model import ModelConfig, Transformer, init_weights, lm_loss
-from training.run_dir import open_run
+from training.numerics import CURRENT, Numerics, numerics_record, resolve_numerics
+from training.run_dir import CONFIG_NAME, open_run
 from training.schedule import checkpoint_steps, learning_rate
-from training.spec import OptimizerSpec, RunSpec, ZooSpec
+from training.spec import RunSpec, ZooSpec
 
 @dataclass(frozen=True)
 class StepStats:
@@ -58,14 +60,25 @@ def model_config(spec: ZooSpec, run: RunSpec, d_vocab: int) -> ModelConfig:
                        n_ctx=spec.data.n_ctx, d_vocab=d_vocab, architecture=run.architecture)
 
 
+def numerics_of(spec: ZooSpec) -> Numerics:
+    """The numerics path a run of `spec` trains on: the spec's (resolved by `train_run` for a run
+    directory that records one), else CURRENT."""
+    return spec.numerics if spec.numerics is not None else CURRENT
+
+
 def run_config(spec: ZooSpec, run: RunSpec, cfg: ModelConfig) -> dict[str, Any]:
-    """config.json: the model in TransformerLens fields plus everything that determines the run."""
+    """config.json: the model in TransformerLens fields plus everything that determines the run.
+
+    The numerics path is recorded unless it is LEGACY (no table: the config of every run trained
+    before the table existed)."""
     full = spec.to_dict()
+    record = numerics_record(numerics_of(spec))
     return {
         "model": cfg.to_dict(),
         "run": {"zoo": spec.name, "model": run.model, "name": run.name, "architecture": run.architecture,
                 "init_seed": run.init_seed, "data_seed": run.data_seed},
         **{key: full[key] for key in ("data", "training", "optimizer", "checkpoints")},
+        **({"numerics": record} if record is not None else {}),
     }
 
 
@@ -76,13 +89,14 @@ def build_model(spec: ZooSpec, run: RunSpec, d_vocab: int, device: str) -> Trans
     return model.to(device)
 
 
-def build_optimizer(model: Transformer, spec: OptimizerSpec, device: str) -> torch.optim.AdamW:
+def build_optimizer(model: Transformer, spec: ZooSpec, device: str) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only. The implementation is fixed per device (determinism)."""
+    opt = spec.optimizer
     decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=spec.lr, betas=(spec.beta1, spec.beta2), eps=spec.eps, foreach=device == "cuda",
+        [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, foreach=device == "cuda",
     )
     checkpoint.init_optimizer_state(model, optimizer)
     return optimizer
@@ -96,7 +110,7 @@ def batch_tokens(store: TokenStore, step: int, *, batch_size: int, data_seed: in
 
 def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, *, lr: float,
                micro_batch_size: int, grad_clip: float, precision: str = "float32",
-               parallel: DataParallel = SINGLE) -> StepStats:
+               numerics: Numerics = CURRENT, parallel: DataParallel = SINGLE) -> StepStats:
     """One optimizer update on the global batch `tokens` [B, n_ctx+1].
 
     Each micro-batch's gradient is computed on its own and the gradients are summed in a
@@ -148,7 +162,7 @@ def run_steps(spec: ZooSpec, run: RunSpec, store: TokenStore | None, model: Tran
             store, step, batch_size=spec.training.batch_size, data_seed=run.data_seed, device=device)
         stats = train_step(model, optimizer, tokens, lr=lr, micro_batch_size=spec.training.micro_batch_size,
                            grad_clip=spec.optimizer.grad_clip, precision=spec.training.precision,
-                           parallel=parallel)
+                           numerics=numerics_of(spec), parallel=parallel)
         yield checkpoint.LoopState(step=step, tokens_seen=step * tokens_per_step, lr=lr), stats
 
 
@@ -167,10 +181,11 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
     """
     set_determinism(device, spec.training.cpu_threads)
     total = spec.training.steps
-    model = build_model(spec, run, store.vocab_size, device)
-    optimizer = build_optimizer(model, spec.optimizer, device)
-    schedule = set(checkpoint_steps(spec.checkpoints, total))
     path = run_path(out, spec, run)
+    spec = dataclasses.replace(spec, numerics=resolve_numerics(spec.numerics, path / CONFIG_NAME))
+    model = build_model(spec, run, store.vocab_size, device)
+    optimizer = build_optimizer(model, spec, device)
+    schedule = set(checkpoint_steps(spec.checkpoints, total))
     with ExitStack() as stack:
         rd = None
         if parallel.is_writer:

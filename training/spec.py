@@ -23,6 +23,7 @@ from data_index import DataIndexError, DataSpec
 
 from training.errors import SpecError
 from training.model import ARCHITECTURES
+from training.numerics import Numerics, numerics_from_table
 
 BUILTIN_SPECS = ("toy", "tiny", "induction", "grokking")
 # What a command-line SPEC argument accepts, for every command that takes one.
@@ -114,6 +115,7 @@ class ZooSpec:
     training: TrainingSpec
     optimizer: OptimizerSpec
     checkpoints: CheckpointSpec
+    numerics: Numerics | None = None  # None: the spec names no path (see training/numerics.py)
 
     def runs(self, pattern: str | None = None) -> list[RunSpec]:
         """Every run of the zoo, in a fixed order; `pattern` filters run names (glob, comma-separated)."""
@@ -146,6 +148,7 @@ class ZooSpec:
             "optimizer": dataclasses.asdict(self.optimizer),
             "checkpoints": {**dataclasses.asdict(self.checkpoints),
                             "extra_steps": list(self.checkpoints.extra_steps)},
+            **({"numerics": dataclasses.asdict(self.numerics)} if self.numerics is not None else {}),
         }
 
 
@@ -176,7 +179,7 @@ def parse_spec(text: str, *, source: str = "<spec>") -> ZooSpec:
 def spec_from_dict(raw: dict[str, Any], *, source: str = "<spec>", text: str = "") -> ZooSpec:
     where = _Locator(source, text)
     _check_keys(raw, {"name", "seeds", "seed_pairs", "data", "sizes", "families", "training",
-                      "optimizer", "checkpoints"}, (), where)
+                      "optimizer", "checkpoints", "numerics"}, (), where)
     for key in ("name", "data", "sizes", "families", "training"):
         if key not in raw:
             raise SpecError(f"{source}: missing required key {key!r}")
@@ -243,7 +246,10 @@ def spec_from_dict(raw: dict[str, Any], *, source: str = "<spec>", text: str = "
         if n > MAX_PARAMETERS:
             raise SpecError(f"{where.at(('sizes',), size)}: size {size!r} has about {n:.2e} parameters, more than "
                             f"this trainer's limit of {MAX_PARAMETERS:.0e}; check the widths for a typo")
-    return ZooSpec(name, data, sizes, families, tuple(seeds), training, optimizer, checkpoints)
+    numerics = None
+    if "numerics" in raw:
+        numerics = numerics_from_table(raw["numerics"], where=f"{source}, table [numerics]", complete=False)
+    return ZooSpec(name, data, sizes, families, tuple(seeds), training, optimizer, checkpoints, numerics)
 
 
 def _parameter_count(s: SizeSpec, d_vocab: int, n_ctx: int) -> int:

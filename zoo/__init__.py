@@ -1,6 +1,9 @@
 """zoo: seeded, exactly reproducible model families for mechanistic interpretability.
 
 The Python API mirrors the CLI: `zoo.train("toy", runs="solu-*")` is `zoo train toy --runs 'solu-*'`.
+One package per job: `zoo.hub` (publish, list, load, download), `zoo.replay` (replay a published
+run, `zoo.replay.replay`), `zoo.launch` (Slurm jobs, `zoo.launch.launch`), `zoo.analysis`, `zoo.cli`.
+`zoo.replay` and `zoo.launch` name those packages only; their functions are imported from them.
 """
 
 from pathlib import Path
@@ -26,10 +29,8 @@ from zoo.launch import (
     LaunchError,
     Resources,
     RunStatus,
-    launch,
     status,
 )
-from zoo.replay import replay  # the function; `from zoo.replay import Callback` still reaches the module
 
 
 def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out", resume: bool = False,
@@ -41,5 +42,5 @@ def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out",
 __all__ = [
     "HubError", "HubUnavailableError", "IntegrityError", "PublishError", "UnknownModelError", "UnsafeArtifactError",
     "ClusterResourceError", "LaunchConflictError", "LaunchError", "Launched", "Resources", "RunStatus",
-    "download", "download_data", "launch", "list_models", "load", "publish", "replay", "status", "train",
+    "download", "download_data", "list_models", "load", "publish", "status", "train",
 ]

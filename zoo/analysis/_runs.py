@@ -20,7 +20,7 @@ from training.checkpoint import checkpoint_dir_name
 from training.model import ModelConfig, Transformer
 from training.schedule import checkpoint_steps
 from training.spec import CheckpointSpec
-from zoo import hub
+import zoo.hub as hub
 from zoo.analysis._errors import MissingCheckpointsError, RunNotFoundError
 
 

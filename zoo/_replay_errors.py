@@ -1,7 +1,0 @@
-"""The error of a replay that cannot be carried out as asked."""
-
-from zoo._hub_errors import HubError
-
-
-class ReplayError(HubError):
-    """A replay request or intervention is invalid, or the published run cannot be replayed; the message says why."""
