@@ -171,3 +171,15 @@ def test_compiled_training_is_bitwise_equal_twice_and_across_a_resume(tmp_path):
     cut_run_back(runs[1], keep=4)  # steps 0, 1, 2, 4
     train_zoo(spec, tmp_path / "b", runs="solu-1l-seed0", resume=True, progress=False)
     assert tree_digest(runs[0]) == tree_digest(runs[1])
+
+
+def test_bf16_training_on_the_fast_path_is_bitwise_equal_twice_and_across_a_resume(tmp_path):
+    """The research zoo's precision: bf16 autocast through SDPA and the fused AdamW (moments stay float32)."""
+    spec = load_spec("tiny")
+    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, steps=8, precision="bfloat16"))
+    for out in ("a", "b"):
+        train_zoo(spec, tmp_path / out, runs="attn-only-1l-seed1", progress=False)
+    runs = [tmp_path / out / "tiny" / "runs" / "attn-only-1l-seed1" for out in ("a", "b")]
+    cut_run_back(runs[1], keep=3)  # steps 0, 1, 2
+    train_zoo(spec, tmp_path / "b", runs="attn-only-1l-seed1", resume=True, progress=False)
+    assert tree_digest(runs[0]) == tree_digest(runs[1])
