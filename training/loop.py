@@ -104,8 +104,9 @@ def build_model(spec: ZooSpec, run: RunSpec, d_vocab: int, device: str) -> Trans
     model = Transformer(model_config(spec, run, d_vocab), fused_attention=numerics.attention == "sdpa")
     init_weights(model, generator_for(run.init_seed, "init"))
     model = model.to(device)
-    if numerics.compile:
-        model.compile()  # in place: parameter names (and so checkpoints) stay those of the eager model
+    if numerics.compile:  # each block in place: one compilation serves every layer, names stay the eager ones
+        for block in model.blocks:
+            block.compile()
     return model
 
 

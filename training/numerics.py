@@ -38,7 +38,8 @@ class Numerics:
 CHOICES: dict[str, dict[Any, str]] = {
     "attention": {"explicit": "scores materialized as [batch, head, q, k], masked, softmaxed",
                   "sdpa": "F.scaled_dot_product_attention, causal, on a backend deterministic on the device"},
-    "compile": {False: "eager PyTorch", True: "torch.compile of the model (inductor, in its deterministic mode)"},
+    "compile": {False: "eager PyTorch",
+                True: "torch.compile of each transformer block (inductor, in its deterministic mode)"},
     "adamw": {"foreach-cuda": "torch's AdamW: the for-loop implementation on CPU, foreach on CUDA",
               "fused": "torch's fused AdamW kernel, on CPU and CUDA"},
     "grad_layout": {"autograd": "gradients reduced in the memory layout autograd returns them in"},
