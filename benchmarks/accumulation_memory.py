@@ -87,6 +87,7 @@ def main() -> None:
         print(json.dumps(one_step(args.one[0], int(args.one[1]), args.device)))
         return
 
+    torch.set_num_threads(1)  # as in each measured process (recorded below)
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     rows = {}
     for accumulation in ("running", "keep_every"):

@@ -52,7 +52,7 @@ class DataParallel:
         rows = per_rank * micro_batch_size
         return tokens[self.rank * rows:(self.rank + 1) * rows]
 
-    def tree_sum(self, local: list[torch.Tensor]) -> list[torch.Tensor]:
+    def sum_over_ranks(self, local: list[torch.Tensor]) -> list[torch.Tensor]:
         """The single-process tree sum over every rank's items, on every rank, from this rank's
         own tree sum `local` (each rank's block is a complete subtree of the single-process tree)."""
         if self.world_size == 1:

@@ -158,7 +158,7 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: tor
             loss = lm_loss(model(micro[:, :-1]), micro[:, 1:])
         running.add([*torch.autograd.grad(loss, params), loss.detach().float()])
     n_micro = len(micros) * parallel.world_size
-    *mean_grads, mean_loss = parallel.tree_sum(running.total())
+    *mean_grads, mean_loss = parallel.sum_over_ranks(running.total())
     if n_micro > 1:  # dividing by 1 is exact: skip it
         for total in (*mean_grads, mean_loss):
             total.div_(n_micro)  # in place: the same bits as `total / n_micro`, without a copy

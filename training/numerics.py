@@ -48,8 +48,9 @@ CHOICES: dict[str, dict[Any, str]] = {
 
 LEGACY = Numerics(attention="explicit", compile=False, adamw="foreach-cuda", grad_layout="autograd",
                   weight_decay="ndim>=2")
-# Compile stays off by default: bitwise on CPU across runs and resume (tests/test_fast_path.py), but compiling
-# costs a minute on a small CPU and gains little at zoo sizes there; a spec turns it on (`[numerics] compile`).
+# Compile is off unless a spec turns it on (`[numerics] compile = true`, as the research spec does): it is
+# bitwise twice and across a resume on CPU (tests/test_fast_path.py), but compiling costs a minute or more
+# on a small CPU, more than it gains at the toy zoos' sizes.
 CURRENT = dataclasses.replace(LEGACY, attention="sdpa", adamw="fused")
 
 
