@@ -83,6 +83,8 @@ def flops_per_token(cfg) -> float:
 def plain_loop(spec, run, store, steps: int, device: str) -> float:
     """Seconds for `steps` updates of a nanoGPT-style loop on the same batches (see the module doc)."""
     torch.use_deterministic_algorithms(False)
+    if device == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(True)  # torch's default: any attention backend it likes
     torch.set_num_threads(spec.training.cpu_threads)  # the same threads as ours: only the loop differs
     model = build_model(spec, run, store.vocab_size, device)  # same class, attention kernel and compilation
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.optimizer.lr,

@@ -33,7 +33,7 @@ say() { echo "[gpu_check +$((SECONDS - began))s] $*"; }
 
 if [ "$smoke" = 0 ] && ls .whl/*.whl >/dev/null 2>&1; then
     say "installing $(ls .whl/*.whl | wc -l) carried wheels into /tmp/site"
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    timeout -k 10 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -41,11 +41,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$smoke" = 1 ]; then
     device=cpu; sizes="--smoke --sizes 4l-512,12l-768 --steps 4 --rounds 1"; det="--smoke --steps 40"
 else
-    device=cuda; sizes="--sizes 4l-512,12l-768 --steps 20 --rounds 2"; det="--steps 240"
+    device=cuda; sizes="--sizes 4l-512,12l-768 --steps 20 --rounds 1"; det="--steps 240"
     nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,temperature.gpu --format=csv || true
 fi
 say "environment"
-timeout 60 "$PY" - <<EOF || { say "FAILED: the environment lacks what training needs (see above)"; exit 1; }
+timeout -k 10 60 "$PY" - <<EOF || { say "FAILED: the environment lacks what training needs (see above)"; exit 1; }
 import importlib.metadata as md, torch
 import data_index, training  # every package training imports
 print("torch", torch.__version__, "| cuda", torch.version.cuda, "| device",
@@ -57,10 +57,10 @@ EOF
 
 status=0
 say "(a) determinism: research solu-2l on local text, twice and killed + resumed"
-timeout 250 "$PY" -m benchmarks.determinism --spec research-local $det --runs solu-2l-seed0 --device $device \
+timeout -k 10 280 "$PY" -m benchmarks.determinism --spec research-local $det --runs solu-2l-seed0 --device $device \
     --timeout 200 --out "$OUT/determinism-$device-research.json" || { status=1; say "(a) FAILED or timed out"; }
 say "(b) throughput: 4l-512 and 12l-768 against the nanoGPT-style loop"
-timeout 190 "$PY" -m benchmarks.train_throughput --device $device $sizes \
+timeout -k 10 170 "$PY" -m benchmarks.train_throughput --device $device $sizes \
     --out "$OUT/train_throughput-$device-research.json" || { status=1; say "(b) FAILED or timed out"; }
 [ "$smoke" = 1 ] || nvidia-smi --query-gpu=name,memory.used,clocks.sm,temperature.gpu --format=csv || true
 say "done (status $status); results in $OUT"
