@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import tokenizers  # noqa: E402
 
 import data_index.step_index as step_index_module  # noqa: E402
+from benchmarks._provenance import measured_on  # noqa: E402
 from checkpoints_manifest import atomic_write_json  # noqa: E402
 from data_index import (  # noqa: E402
     StepIndex,
@@ -178,6 +179,7 @@ def main() -> None:
             "doc_to_steps_1M_docs": where_seen_latency(tmp),
             "tokenize_pack_throughput": throughput(tmp),
         }
+        results["measured"] = measured_on("cpu")
     s, w, th = results["step_to_batch"], results["doc_to_steps_1M_docs"], results["tokenize_pack_throughput"]
     rows = [
         ("step -> ids, stateless, sequential steps", f"{s['stateless_sequential_us']:.1f} µs", "<= 20 µs"),

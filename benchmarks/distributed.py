@@ -7,7 +7,7 @@
 1 thread each; tokens per second each, median over rounds that interleave the three
 (the machine is shared and noisy). Whether each one's final weights equal the
 1-process 1-thread ones (torch.equal) is recorded too. (2) Reduction cost: on 2
-processes, one update's gradients reduced by DataParallel.tree_sum (all_gather of
+processes, one update's gradients reduced by DataParallel.sum_over_ranks (all_gather of
 partial sums + fixed tree) versus one dist.all_reduce of the same flat buffer (order
 left to gloo), median seconds each, their ratio, and the fixed order's share of a step.
 Writes benchmarks/results/distributed.json.
@@ -28,6 +28,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
+from benchmarks._provenance import measured_on
 from data_index import prepare_store
 from training import ZooSpec, build_model, build_optimizer, load_spec
 from training.determinism import set_determinism
@@ -72,7 +73,7 @@ def _worker(rank: int, world: int, threads: int, args: argparse.Namespace, store
         for _ in range(args.repeats):  # interleaved, so both see the same noise
             dist.barrier()
             t = time.perf_counter()
-            parallel.tree_sum([grads])
+            parallel.sum_over_ranks(grads)
             tree.append(time.perf_counter() - t)
             dist.barrier()
             t = time.perf_counter()
@@ -124,6 +125,7 @@ def main() -> None:
         "fixed_order_reduce_s": tree_s, "all_reduce_s": all_reduce_s,
         "fixed_order_vs_all_reduce_ratio": tree_s / all_reduce_s,
         "fixed_order_share_of_step_2_processes": tree_s / (seconds[2, 1] / args.steps),
+        "measured": measured_on("cpu", statistic=f"median of {args.rounds} rounds"),
     }
     out = Path("benchmarks/results/distributed.json")
     out.parent.mkdir(parents=True, exist_ok=True)

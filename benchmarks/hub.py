@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import zoo  # noqa: E402
+from benchmarks._provenance import measured_on  # noqa: E402
 from checkpoints_manifest import atomic_write_json, read_manifest, sha256_file  # noqa: E402
 from hub_server import HubServer, pointed_at  # noqa: E402
 from training import load_spec, train_zoo  # noqa: E402
@@ -154,6 +155,7 @@ def main() -> dict:
                      "zoo_MB_s": total / ours_dl / 1e6, "loop_MB_s": total / plain_dl / 1e6},
         "download_throughput_ratio": plain_dl / ours_dl,
         "targets": {"load_ratio_vs_load_file_plus_sha256": "<= 1.2", "download_throughput_ratio": ">= 1"},
+        "measured": measured_on("cpu"),
     }
     out = ROOT / "benchmarks" / "results" / "hub.json"
     atomic_write_json(out, result)

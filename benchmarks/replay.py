@@ -22,6 +22,7 @@ from pathlib import Path
 
 import training.loop
 import zoo
+from benchmarks._provenance import measured_on
 from checkpoints_manifest import atomic_write_json
 from data_index import TokenStore
 from training import checkpoint, parse_spec, train_zoo
@@ -106,6 +107,7 @@ def main() -> None:
         "train_step_calls_in_replay": len(steps_run),
         "replayed_steps": [counted.loss_records[0]["step"], counted.loss_records[-1]["step"]],
         "never_reruns_steps_before_c": len(steps_run) == STOP - START and counted.loss_records[0]["step"] == START + 1,
+        "measured": measured_on("cpu", statistic=f"median of {REPEATS} interleaved rounds"),
     }
     path = Path("benchmarks/results/replay.json")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,12 @@ class DataSpec:
 
     Exactly one source: a built-in `corpus`, local `files`, or a `hub_dataset`.
     When files or hub_dataset is given, `corpus` must be None or left at its
-    default (TOML has no null), and is stored as None. `corpus_version=None`
-    is resolved to the corpus's current version at once, so the version is
-    recorded wherever the spec is. Bad values fail here, before anything is written.
+    default (TOML has no null), and is stored as None. `revision` pins a
+    hub_dataset to a commit or tag; None (the main branch) is left out of
+    `to_dict`, so configs written before the field existed keep their bytes.
+    `corpus_version=None` is resolved to the corpus's current version at once,
+    so the version is recorded wherever the spec is. Bad values fail here,
+    before anything is written.
     """
 
     corpus: str | None = _DEFAULT_CORPUS
@@ -30,6 +33,7 @@ class DataSpec:
     hub_dataset: str | None = None
     split: str = "train"
     text_column: str = "text"
+    revision: str | None = None
     vocab_size: int = 512
     tokenizer_file: str | None = None
     n_ctx: int = 64
@@ -66,6 +70,8 @@ class DataSpec:
         """Plain JSON/TOML-ready dict (files as a list)."""
         d = dataclasses.asdict(self)
         d["files"] = list(self.files)
+        if d["revision"] is None:
+            del d["revision"]
         return d
 
     @classmethod

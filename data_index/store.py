@@ -367,7 +367,7 @@ def _corpus(spec: DataSpec) -> datasets.Dataset:
     if spec.files:
         return file_corpus(spec.files, text_column=spec.text_column)
     if spec.hub_dataset is not None:
-        return hub_corpus(spec.hub_dataset, split=spec.split, text_column=spec.text_column)
+        return hub_corpus(spec.hub_dataset, split=spec.split, text_column=spec.text_column, revision=spec.revision)
     return builtin_corpus(spec.corpus, seed=spec.corpus_seed, n_docs=spec.n_docs, version=spec.corpus_version)
 
 

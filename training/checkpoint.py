@@ -10,11 +10,14 @@ every listed file immutable: a crash can never leave a log that runs ahead of
 the manifest, and re-publishing never re-uploads a grown file.
 
 Capture and write are separate so that training can go on while a snapshot is
-written: `capture` copies the state (fast), `write` does the I/O.
+written: `capture` copies the state off the device without making the device or
+the host wait, `write` (on the run directory's writer thread) waits for the copy
+and does the I/O.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -68,19 +71,41 @@ class LoopState:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A copy of the full training state, safe to write while training continues."""
+    """A copy of the full training state, safe to write while training continues.
+
+    Its tensors may still be on their way to host memory: `weights` and `optimizer` wait for them.
+    """
 
     loop: LoopState
-    weights: dict[str, torch.Tensor]
-    optimizer: dict[str, torch.Tensor]
+    host_weights: dict[str, torch.Tensor]
+    host_optimizer: dict[str, torch.Tensor]
     loss_records: tuple[dict[str, Any], ...]  # the updates since the previous checkpoint
+    copied: Any = None  # the device event after which the host copies are complete (None: complete)
+
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        self._wait()
+        return self.host_weights
+
+    @property
+    def optimizer(self) -> dict[str, torch.Tensor]:
+        self._wait()
+        return self.host_optimizer
+
+    def _wait(self) -> None:
+        if self.copied is not None:
+            self.copied.synchronize()
 
 
 def init_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Create AdamW's moments eagerly (as its first step would), so step 0 saves like any other."""
+    """Create AdamW's moments eagerly (as its first step would), so step 0 saves like any other.
+
+    The step count lives where torch's AdamW would put it: with the parameter for the fused
+    kernel, on the CPU otherwise."""
+    fused = bool(optimizer.defaults.get("fused"))
     for param in model.parameters():
         optimizer.state[param] = {
-            "step": torch.tensor(0.0),
+            "step": torch.tensor(0.0, device=param.device if fused else "cpu"),
             "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
             "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format),
         }
@@ -88,14 +113,46 @@ def init_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
 
 def capture(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: LoopState,
             loss_records: list[dict[str, Any]]) -> Snapshot:
-    """Copy weights and optimizer moments to CPU: the snapshot no longer changes with training."""
-    weights = {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters()}
-    moments = {}
-    for name, param in model.named_parameters():
-        state = optimizer.state[param]
-        for key in _MOMENTS:
-            moments[f"{name}.{key}"] = state[key].detach().to("cpu", copy=True).contiguous()
-    return Snapshot(loop, weights, moments, tuple(loss_records))
+    """Copy weights and optimizer moments off the device: the snapshot no longer changes with training.
+
+    Each tensor is cloned where it lives, in the training stream (fast, and after it the next update may
+    change the original); a GPU clone then goes to pinned host memory on a side stream, so neither the
+    device nor the host waits for the copy (the snapshot's readers do). On the CPU the clone is the copy.
+    """
+    params = dict(model.named_parameters())
+    tensors = {f"w.{name}": p for name, p in params.items()}
+    for name, param in params.items():
+        tensors.update({f"o.{name}.{key}": optimizer.state[param][key] for key in _MOMENTS})
+    host, copied = _to_host({key: t.detach().clone(memory_format=torch.contiguous_format)
+                             for key, t in tensors.items()})
+    weights = {key[2:]: t for key, t in host.items() if key.startswith("w.")}
+    moments = {key[2:]: t for key, t in host.items() if key.startswith("o.")}
+    return Snapshot(loop, weights, moments, tuple(loss_records), copied)
+
+
+def _to_host(clones: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
+    """The clones in host memory, copied on a side stream; the event that marks the copies done (None on CPU)."""
+    on_device = [key for key, t in clones.items() if t.device.type != "cpu"]
+    if not on_device:
+        return clones, None
+    device = clones[on_device[0]].device
+    backend = torch.get_device_module(device)
+    side = _copy_stream(device)
+    side.wait_stream(backend.current_stream(device))  # the clones are made in the training stream
+    host = dict(clones)
+    with backend.stream(side):
+        for key in on_device:
+            host[key] = torch.empty(clones[key].shape, dtype=clones[key].dtype, pin_memory=True)
+            host[key].copy_(clones[key], non_blocking=True)
+            clones[key].record_stream(side)  # its memory is reused only once the copy is done
+        copied = backend.Event()
+        copied.record(side)
+    return host, copied
+
+
+@functools.cache
+def _copy_stream(device: torch.device) -> Any:
+    return torch.get_device_module(device).Stream(device)
 
 
 def write(run_dir: Path, snapshot: Snapshot) -> list[str]:

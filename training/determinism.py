@@ -13,7 +13,10 @@ def set_determinism(device: str, cpu_threads: int) -> None:
 
     CPU kernels split their reductions by thread count, so the count changes the bits:
     it is part of the spec (`training.cpu_threads`) and pinned here, never left to the
-    machine. cuBLAS needs its workspace configured before CUDA initializes.
+    machine. cuBLAS needs its workspace configured before CUDA initializes. In this mode
+    the flash and memory-efficient attention kernels run their deterministic backward
+    and torch.compile skips autotuning that changes numerics; cuDNN attention has no
+    deterministic backward, so it is never a candidate.
     """
     if device == "cpu":
         torch.set_num_threads(cpu_threads)
@@ -22,6 +25,7 @@ def set_determinism(device: str, cpu_threads: int) -> None:
         torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.enable_cudnn_sdp(False)
     torch.use_deterministic_algorithms(True)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
 import torch
@@ -52,9 +52,9 @@ class DataParallel:
         rows = per_rank * micro_batch_size
         return tokens[self.rank * rows:(self.rank + 1) * rows]
 
-    def tree_sum(self, items: Sequence[list[torch.Tensor]]) -> list[torch.Tensor]:
-        """The single-process tree sum over every rank's items, on every rank."""
-        local = tree_sum(items)
+    def sum_over_ranks(self, local: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The single-process tree sum over every rank's items, on every rank, from this rank's
+        own tree sum `local` (each rank's block is a complete subtree of the single-process tree)."""
         if self.world_size == 1:
             return local
         flat = torch.cat([t.reshape(-1) for t in local])

@@ -4,6 +4,10 @@ Every update is a pure function of (state, batch): the batch of step s comes fro
 the stateless order, micro-batch gradients are summed in a fixed tree, and no
 random number is drawn after initialization. So a run resumed from any
 checkpoint ends bitwise equal to an uninterrupted one.
+
+Nothing in a step waits for the device: batches go up through pinned memory, the
+loss and grad norm stay on the device until the loop fetches a checkpoint
+interval's worth at once, and checkpoints are copied off asynchronously.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from contextlib import ExitStack, nullcontext
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +31,25 @@ from training.distributed import SINGLE, DataParallel
 from training.errors import StorageError, describe_os_error
 from training.model import ModelConfig, Transformer, init_weights, lm_loss
 from training.numerics import CURRENT, Numerics, numerics_record, resolve_numerics
+from training.reduce import PairwiseSum
 from training.run_dir import CONFIG_NAME, open_run
 from training.schedule import checkpoint_steps, learning_rate
 from training.spec import RunSpec, ZooSpec
 
 @dataclass(frozen=True)
 class StepStats:
-    loss: float
-    grad_norm: float
+    """The loss and grad norm of one update, left on the device: reading one waits for the device,
+    so the loop reads a whole checkpoint interval at once (`loss_records`)."""
+
+    values: torch.Tensor  # float32 [loss, grad_norm]
+
+    @property
+    def loss(self) -> float:
+        return self.values[0].item()
+
+    @property
+    def grad_norm(self) -> float:
+        return self.values[1].item()
 
 
 @dataclass(frozen=True)
@@ -83,20 +98,27 @@ def run_config(spec: ZooSpec, run: RunSpec, cfg: ModelConfig) -> dict[str, Any]:
 
 
 def build_model(spec: ZooSpec, run: RunSpec, d_vocab: int, device: str) -> Transformer:
-    """Initialized on the CPU from the init generator, so step-0 weights are the same on every device."""
-    model = Transformer(model_config(spec, run, d_vocab))
+    """Initialized on the CPU from the init generator, so step-0 weights are the same on every device;
+    attention kernel and compilation as the run's numerics path says."""
+    numerics = numerics_of(spec)
+    model = Transformer(model_config(spec, run, d_vocab), fused_attention=numerics.attention == "sdpa")
     init_weights(model, generator_for(run.init_seed, "init"))
-    return model.to(device)
+    model = model.to(device)
+    if numerics.compile:  # each block in place: one compilation serves every layer, names stay the eager ones
+        for block in model.blocks:
+            block.compile()
+    return model
 
 
 def build_optimizer(model: Transformer, spec: ZooSpec, device: str) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only. The implementation is fixed per device (determinism)."""
+    """AdamW; weight decay on matrices only. The implementation is the run's numerics path (determinism)."""
     opt = spec.optimizer
     decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    kernel = {"fused": True} if numerics_of(spec).adamw == "fused" else {"foreach": device == "cuda"}
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, foreach=device == "cuda",
+        lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, **kernel,
     )
     checkpoint.init_optimizer_state(model, optimizer)
     return optimizer
@@ -105,7 +127,14 @@ def build_optimizer(model: Transformer, spec: ZooSpec, device: str) -> torch.opt
 def batch_tokens(store: TokenStore, step: int, *, batch_size: int, data_seed: int, device: str) -> torch.Tensor:
     """The [B, n_ctx+1] tokens of update `step`, by the stateless order."""
     ids = step_sample_ids(step, batch_size=batch_size, n_samples=store.n_samples, data_seed=data_seed)
-    return torch.from_numpy(np.ascontiguousarray(store.samples(ids), dtype=np.int64)).to(device)
+    return to_device(torch.from_numpy(np.ascontiguousarray(store.samples(ids), dtype=np.int64)), device)
+
+
+def to_device(tokens: torch.Tensor, device: str) -> torch.Tensor:
+    """`tokens` on `device`; to a GPU through pinned memory, so the host does not wait for the copy."""
+    if torch.device(device).type == "cpu":
+        return tokens
+    return tokens.pin_memory().to(device, non_blocking=True)
 
 
 def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, *, lr: float,
@@ -115,23 +144,29 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: tor
 
     Each micro-batch's gradient is computed on its own and the gradients are summed in a
     fixed pairwise tree (across `parallel`'s ranks too), so the update is bitwise the same
-    for any processes × accumulation split.
+    for any processes × accumulation split. The tree is summed as the micro-batches come
+    (`PairwiseSum`): n of them hold at most log2(n) + 1 gradient sets, not n. Nothing here
+    waits for the device; the returned stats stay on it.
     """
     params = [p for p in model.parameters()]
     autocast = (torch.autocast(tokens.device.type, dtype=torch.bfloat16) if precision == "bfloat16"
                 else nullcontext())
-    items = []  # per micro-batch: its gradients, then its loss
-    for micro in parallel.shard(tokens, micro_batch_size).split(micro_batch_size):
+    micros = parallel.shard(tokens, micro_batch_size).split(micro_batch_size)
+    running = PairwiseSum()  # per micro-batch: its gradients, then its loss
+    for micro in micros:
         with autocast:
             loss = lm_loss(model(micro[:, :-1]), micro[:, 1:])
-        items.append([*torch.autograd.grad(loss, params), loss.detach().float()])
-    n_micro = len(items) * parallel.world_size
-    *mean_grads, mean_loss = parallel.tree_sum(items)
-    if n_micro > 1:  # dividing by 1 is exact: skip the copies
-        mean_grads = [g / n_micro for g in mean_grads]
-        mean_loss = mean_loss / n_micro
+        running.add([*torch.autograd.grad(loss, params), loss.detach().float()])
+    n_micro = len(micros) * parallel.world_size
+    *mean_grads, mean_loss = parallel.sum_over_ranks(running.total())
+    if n_micro > 1:  # dividing by 1 is exact: skip it
+        for total in (*mean_grads, mean_loss):
+            total.div_(n_micro)  # in place: the same bits as `total / n_micro`, without a copy
+    # torch's fused AdamW reads a gradient as if laid out like its parameter (on CPU, autograd's transposed
+    # W_Q/W_K/W_V gradients would update the wrong elements), so its path hands over contiguous ones.
+    contiguous = numerics.adamw == "fused"
     for param, grad in zip(params, mean_grads):
-        param.grad = grad
+        param.grad = grad.contiguous() if contiguous else grad
     # torch's own clipping: the norm of per-tensor norms, then one in-place scale; fused on CUDA.
     foreach = tokens.device.type == "cuda"
     grad_norm = (torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=foreach) if grad_clip > 0
@@ -140,8 +175,7 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: tor
         group["lr"] = lr
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    loss_value, norm_value = torch.stack([mean_loss, grad_norm]).tolist()  # one device sync, not two
-    return StepStats(loss=loss_value, grad_norm=norm_value)
+    return StepStats(torch.stack([mean_loss, grad_norm]))
 
 
 def run_steps(spec: ZooSpec, run: RunSpec, store: TokenStore | None, model: Transformer,
@@ -166,10 +200,16 @@ def run_steps(spec: ZooSpec, run: RunSpec, store: TokenStore | None, model: Tran
         yield checkpoint.LoopState(step=step, tokens_seen=step * tokens_per_step, lr=lr), stats
 
 
+def loss_records(updates: Sequence[tuple[checkpoint.LoopState, StepStats]]) -> list[dict[str, Any]]:
+    """The loss-log lines of `updates`, their numbers fetched from the device in one copy."""
+    values = torch.stack([stats.values for _, stats in updates]).tolist()
+    return [{"step": loop.step, "loss": loss, "lr": loop.lr, "grad_norm": norm, "tokens": loop.tokens_seen}
+            for (loop, _), (loss, norm) in zip(updates, values)]
+
+
 def loss_record(loop: checkpoint.LoopState, stats: StepStats) -> dict[str, Any]:
     """One line of the loss log."""
-    return {"step": loop.step, "loss": stats.loss, "lr": loop.lr, "grad_norm": stats.grad_norm,
-            "tokens": loop.tokens_seen}
+    return loss_records([(loop, stats)])[0]
 
 
 def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resume: bool = False,
@@ -200,22 +240,23 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
         else:
             loop = checkpoint.read(path, latest, model, optimizer)
         start = loop.step
-        pending: list[dict[str, Any]] = []
+        pending: list[tuple[checkpoint.LoopState, StepStats]] = []  # the updates since the last checkpoint
         stats: StepStats | None = None
         bar = tqdm(total=total, initial=start, desc=run.name, unit="step",
                    disable=not progress or rd is None, leave=False)
         began = time.perf_counter()
         for loop, stats in run_steps(spec, run, store, model, optimizer, start=start, stop=total, device=device,
                                      parallel=parallel):
-            pending.append(loss_record(loop, stats))
-            if loop.step in schedule and rd is not None:
-                rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, pending))
+            pending.append((loop, stats))
+            if loop.step in schedule:
+                if rd is not None:
+                    records = loss_records(pending)  # the host waits for the device once per interval
+                    rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, records))
+                    rate = (loop.step - start) * spec.training.batch_size * spec.data.n_ctx / (
+                        time.perf_counter() - began)
+                    bar.set_postfix(loss=f"{records[-1]['loss']:.3f}", tok_s=f"{rate:,.0f}")
                 pending = []
             bar.update(1)
-            if loop.step % 10 == 0 or loop.step == total:
-                rate = (loop.step - start) * spec.training.batch_size * spec.data.n_ctx / (
-                    time.perf_counter() - began)
-                bar.set_postfix(loss=f"{stats.loss:.3f}", tok_s=f"{rate:,.0f}")
         bar.close()
         return RunResult(run.name, path, total, stats.loss if stats else None, total - start)
 

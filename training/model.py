@@ -8,7 +8,8 @@ a parity test against TL can be tight.
 
 Three architectures: ``attn-only`` (no MLP), ``gelu`` (exact erf GELU) and
 ``solu`` (post = LN(pre * softmax(pre)) over d_mlp). Pre-LN, learned absolute
-positions, causal attention scaled by 1/sqrt(d_head).
+positions, causal attention scaled by 1/sqrt(d_head), written out as TL does or
+(``fused_attention``) through ``F.scaled_dot_product_attention``.
 
 Weights are never drawn at construction: ``Transformer`` allocates, and
 ``init_weights`` fills every parameter from an explicit ``torch.Generator``.
@@ -180,10 +181,17 @@ class LayerNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    """Causal multi-head attention; per-head weights as TL stores them."""
+    """Causal multi-head attention; per-head weights as TL stores them.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    ``fused``: softmax(q k^T / sqrt(d_head)) v through ``F.scaled_dot_product_attention``,
+    which never materializes the [batch, head, q, k] scores. While a hook reads or edits
+    the scores or the pattern, the explicit path computes them; the two paths agree to
+    float rounding, not bit for bit, so a run trains on one (its config records which).
+    """
+
+    def __init__(self, cfg: ModelConfig, *, fused: bool = False) -> None:
         super().__init__()
+        self.fused = fused
         h, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
         self.W_Q, self.W_K, self.W_V = _param(h, d, dh), _param(h, d, dh), _param(h, d, dh)
         self.b_Q, self.b_K, self.b_V = _param(h, dh), _param(h, dh), _param(h, dh)
@@ -207,10 +215,15 @@ class Attention(nn.Module):
         q = self.hook_q(self._project(x, self.W_Q, self.b_Q))
         k = self.hook_k(self._project(x, self.W_K, self.b_K))
         v = self.hook_v(self._project(x, self.W_V, self.b_V))
-        scores = q.permute(0, 2, 1, 3) @ k.permute(0, 2, 3, 1) / self.scale  # [batch, head, q, k]
-        scores = self.hook_attn_scores(scores.masked_fill(~self.mask[:pos, :pos], float("-inf")))
-        pattern = self.hook_pattern(scores.softmax(dim=-1))
-        z = self.hook_z((pattern @ v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3))  # [batch, pos, head, d_head]
+        if self.fused and not (self.hook_attn_scores._forward_hooks or self.hook_pattern._forward_hooks):
+            z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                               is_causal=True).transpose(1, 2)
+        else:
+            scores = q.permute(0, 2, 1, 3) @ k.permute(0, 2, 3, 1) / self.scale  # [batch, head, q, k]
+            scores = self.hook_attn_scores(scores.masked_fill(~self.mask[:pos, :pos], float("-inf")))
+            pattern = self.hook_pattern(scores.softmax(dim=-1))
+            z = (pattern @ v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
+        z = self.hook_z(z)  # [batch, pos, head, d_head]
         h, dh, d = self.W_O.shape
         return F.linear(z.reshape(batch, pos, h * dh), self.W_O.reshape(h * dh, d).T, self.b_O)
 
@@ -241,10 +254,10 @@ class MLP(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-LN block: resid_mid = resid_pre + attn(ln1); resid_post = resid_mid + mlp(ln2)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, fused_attention: bool = False) -> None:
         super().__init__()
         self.ln1 = LayerNorm(cfg.d_model)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg, fused=fused_attention)
         self.hook_resid_pre = HookPoint()
         self.hook_attn_out = HookPoint()
         self.hook_resid_post = HookPoint()
@@ -299,16 +312,20 @@ class Unembed(nn.Module):
 
 
 class Transformer(nn.Module):
-    """The zoo model. Allocates parameters only: call ``init_weights`` or ``load_state_dict`` before use."""
+    """The zoo model. Allocates parameters only: call ``init_weights`` or ``load_state_dict`` before use.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    ``fused_attention`` selects the attention kernel (see ``Attention``); it changes no parameter.
+    """
+
+    def __init__(self, cfg: ModelConfig, *, fused_attention: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.embed = Embed(cfg)
         self.hook_embed = HookPoint()
         self.pos_embed = PosEmbed(cfg)
         self.hook_pos_embed = HookPoint()
-        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(TransformerBlock(cfg, fused_attention=fused_attention)
+                                    for _ in range(cfg.n_layers))
         self.ln_final = LayerNorm(cfg.d_model)
         self.unembed = Unembed(cfg)
         for name, module in self.named_modules():

@@ -36,16 +36,22 @@ class Numerics:
 
 # Every value each choice may take, with what it means. Add a value here when a new path lands.
 CHOICES: dict[str, dict[Any, str]] = {
-    "attention": {"explicit": "scores materialized as [batch, head, q, k], masked, softmaxed"},
-    "compile": {False: "eager PyTorch"},
-    "adamw": {"foreach-cuda": "torch's AdamW: the for-loop implementation on CPU, foreach on CUDA"},
+    "attention": {"explicit": "scores materialized as [batch, head, q, k], masked, softmaxed",
+                  "sdpa": "F.scaled_dot_product_attention, causal, on a backend deterministic on the device"},
+    "compile": {False: "eager PyTorch",
+                True: "torch.compile of each transformer block (inductor, in its deterministic mode)"},
+    "adamw": {"foreach-cuda": "torch's AdamW: the for-loop implementation on CPU, foreach on CUDA",
+              "fused": "torch's fused AdamW kernel, on CPU and CUDA"},
     "grad_layout": {"autograd": "gradients reduced in the memory layout autograd returns them in"},
     "weight_decay": {"ndim>=2": "every parameter with two or more dimensions is decayed"},
 }
 
 LEGACY = Numerics(attention="explicit", compile=False, adamw="foreach-cuda", grad_layout="autograd",
                   weight_decay="ndim>=2")
-CURRENT = LEGACY
+# Compile is off unless a spec turns it on (`[numerics] compile = true`, as the research spec does): it is
+# bitwise twice and across a resume on CPU (tests/test_fast_path.py), but compiling costs a minute or more
+# on a small CPU, more than it gains at the toy zoos' sizes.
+CURRENT = dataclasses.replace(LEGACY, attention="sdpa", adamw="fused")
 
 
 def numerics_from_table(table: Any, *, where: str, complete: bool) -> Numerics:

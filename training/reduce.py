@@ -4,6 +4,10 @@
 micro-batches or two processes hold two each, so the result is bitwise the same
 for any split of the global batch into processes × accumulation steps (when both
 are powers of two).
+
+`tree_sum` adds a list of items level by level; `PairwiseSum` adds the same tree
+as the items arrive, like a binary counter, so n micro-batches need at most
+log2(n) + 1 gradient sets alive instead of n.
 """
 
 from __future__ import annotations
@@ -25,3 +29,52 @@ def tree_sum(items: Sequence[list[torch.Tensor]]) -> list[torch.Tensor]:
         ]
         level = pairs
     return level[0]
+
+
+class PairwiseSum:
+    """`tree_sum` of the items added so far, bit for bit, holding one partial sum per binary digit of the count.
+
+    Two complete subtrees of equal size merge as soon as the right one is complete (item 1
+    into item 0, then 3 into 2 and 2-3 into 0-1, …); `total` folds what is left from the
+    right, which is where `tree_sum` carries an unpaired subtree. Sums are taken in place
+    (`a.add_(b)` rounds exactly as `a + b`), into tensors this object owns.
+    """
+
+    def __init__(self) -> None:
+        self._partial: list[tuple[int, list[torch.Tensor]]] = []  # (items summed, their sum), sizes falling
+
+    def add(self, item: list[torch.Tensor]) -> None:
+        """Add one item (e.g. a micro-batch's gradients and loss); it is summed into, not copied."""
+        size, item = 1, _owned(item)
+        while self._partial and self._partial[-1][0] == size:
+            _, left = self._partial.pop()
+            item, size = _add_into(left, item), size * 2
+        self._partial.append((size, item))
+
+    def total(self) -> list[torch.Tensor]:
+        """The sum of every item added: `tree_sum` of them, bit for bit."""
+        if not self._partial:
+            raise ValueError("PairwiseSum.total needs at least one item")
+        _, right = self._partial.pop()
+        while self._partial:
+            _, left = self._partial.pop()
+            right = _add_into(left, right)
+        return right
+
+
+def _add_into(left: list[torch.Tensor], right: list[torch.Tensor]) -> list[torch.Tensor]:
+    for a, b in zip(left, right, strict=True):
+        a.add_(b)
+    return left
+
+
+def _owned(item: list[torch.Tensor]) -> list[torch.Tensor]:
+    """`item` with every tensor that shares memory with an earlier one of it copied, so that summing
+    into one never changes another (autograd may hand two parameters the same gradient tensor)."""
+    seen: set[int] = set()
+    owned = []
+    for t in item:
+        ptr = t.untyped_storage().data_ptr()
+        owned.append(t.clone() if ptr in seen else t)
+        seen.add(ptr)
+    return owned

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,7 @@ from training.errors import (
 
 CONFIG_NAME = "config.json"
 LOCK_NAME = ".lock"
+SNAPSHOTS_IN_FLIGHT = 2  # host copies of the full state waiting to be written, at most
 
 
 @dataclass
@@ -47,33 +49,45 @@ class RunDirectory:
     """An open, locked run directory. Use `open_run`; call `close` (or use `with`).
 
     Checkpoints are written by one background thread, one at a time, so training
-    goes on while the previous checkpoint is written and fsynced. Commits stay in
-    order, a failed write surfaces at the next commit or at `flush`, and at most one
-    snapshot waits in memory.
+    goes on while earlier checkpoints are written and fsynced. Commits stay in
+    order, at most SNAPSHOTS_IN_FLIGHT snapshots wait in memory, and a failed write
+    surfaces at a later commit or at `flush`; no checkpoint queued after it is written
+    (its loss log would lack the failed one's updates).
     """
 
     path: Path
     manifest: Manifest
     _lock_fd: int
     _writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "checkpoint-writer"))
-    _pending: Future | None = None
+    _pending: deque[Future] = field(default_factory=deque)
+    _failed: bool = False  # a write failed: nothing queued after it is written
 
     @property
     def latest_step(self) -> int | None:
         return self.manifest.checkpoints[-1] if self.manifest.checkpoints else None
 
     def commit_checkpoint(self, snapshot: checkpoint.Snapshot) -> None:
-        """Queue a checkpoint: it is written, then the manifest that lists it (last)."""
-        self.flush()
-        self._pending = self._writer.submit(self._write, snapshot)
+        """Queue a checkpoint: it is written, then the manifest that lists it (last). Waits only while
+        SNAPSHOTS_IN_FLIGHT earlier ones are still being written."""
+        while len(self._pending) >= SNAPSHOTS_IN_FLIGHT:
+            self._pending.popleft().result()
+        self._pending.append(self._writer.submit(self._write, snapshot))
 
     def flush(self) -> None:
-        """Wait for the checkpoint being written; raise its error if it failed."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Wait for every checkpoint being written; raise the first error."""
+        while self._pending:
+            self._pending.popleft().result()
 
     def _write(self, snapshot: checkpoint.Snapshot) -> None:
+        if self._failed:
+            return  # an earlier checkpoint failed: its error (raised once, in order) says what to do
+        try:
+            self._write_and_list(snapshot)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _write_and_list(self, snapshot: checkpoint.Snapshot) -> None:
         files = checkpoint.write(self.path, snapshot)
         entries = dict(self.manifest.files)
         entries.update({rel: file_entry(self.path, rel) for rel in files})
@@ -90,7 +104,7 @@ class RunDirectory:
         self.manifest = manifest
 
     def close(self) -> None:
-        """Finish the checkpoint in flight, then release the run's lock."""
+        """Finish the checkpoints in flight, then release the run's lock."""
         try:
             self.flush()
         finally:

@@ -25,7 +25,7 @@ from training.errors import SpecError
 from training.model import ARCHITECTURES
 from training.numerics import Numerics, numerics_from_table
 
-BUILTIN_SPECS = ("toy", "tiny", "induction", "grokking")
+BUILTIN_SPECS = ("toy", "tiny", "induction", "grokking", "research")
 # What a command-line SPEC argument accepts, for every command that takes one.
 SPEC_ARGUMENT_HELP = f"a built-in spec name ({', '.join(BUILTIN_SPECS)}) or a path to a TOML spec"
 

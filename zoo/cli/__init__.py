@@ -28,6 +28,7 @@ Typical session:
   zoo demo                                 train a quick subset of the toy zoo
   zoo train toy --runs 'solu-*-seed0'      train runs of a zoo (glob on run names)
   zoo train toy --resume                   continue every run from its last checkpoint
+  zoo train research --device cuda         research sizes (d_model 512, n_ctx 1024, bf16) on a GPU
   zoo launch toy --executor slurm          one Slurm job per run (array), requeued on preemption
   zoo status toy                           pending/running/done/failed, last step, latest loss
   zoo batch out/toy/data --step 5 --decode the exact samples update 5 trained on
