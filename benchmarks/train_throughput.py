@@ -1,6 +1,7 @@
 """Tokens/s of our deterministic trainer versus a plain PyTorch loop, side by side in one run.
 
     .venv/bin/python -m benchmarks.train_throughput [--steps 60] [--rounds 3] [--device cpu]
+    .venv/bin/python -m benchmarks.train_throughput --compare-cpu-levels native,avx2 [--steps 60] [--rounds 3]
 
 For each size: (a) a plain loop — same model, same batches, torch's default AdamW,
 no determinism flags, no checkpoints; (b) our loop without checkpoints
@@ -9,6 +10,11 @@ the spec default (every power of two up to 512, then every 100 steps), or with
 `--every K` one checkpoint every K steps (the toy zoo uses 4). The three alternate round by round
 (the machine is noisy) and the median of each is kept. Model FLOPs utilization is
 against a measured fp32 matmul peak. Writes benchmarks/results/train_throughput.json.
+
+With --compare-cpu-levels, the same measurement runs once per CPU level and round, each in a
+process of its own (a level is read once per process), the levels alternating; it reports our
+loop's tokens/s and the matmul peak at each level side by side, as ratios to the first, in
+benchmarks/results/train_throughput-cpu-levels.json.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +34,8 @@ import torch
 
 from data_index import prepare_store
 from training import build_model, build_optimizer, checkpoint_steps, load_spec, lm_loss, train_run
-from training.determinism import set_determinism
+from checkpoints_manifest import KERNEL_ENVIRONMENT_VARIABLES
+from training.determinism import CPU_LEVELS, restart_with_cpu_level, set_determinism
 from training.loop import batch_tokens, run_steps
 from training.spec import CheckpointSpec, SizeSpec
 
@@ -76,7 +86,7 @@ def plain_loop(spec, run, store, steps: int, device: str) -> float:
 
 
 def our_loop(spec, run, store, steps: int, device: str) -> float:
-    set_determinism(device, spec.training.cpu_threads)
+    set_determinism(device, spec.training.cpu_threads, spec.training.cpu_level)
     model = build_model(spec, run, store.vocab_size, device)
     optimizer = build_optimizer(model, spec, device)
     began = time.perf_counter()
@@ -102,12 +112,22 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=None,
                         help="a checkpoint every K steps instead of the default dense schedule")
     parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated, of: {', '.join(SIZES)}")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
+    parser.add_argument("--cpu-level", choices=CPU_LEVELS, default="native",
+                        help="the CPU level every loop runs at (this process restarts with it)")
+    parser.add_argument("--compare-cpu-levels", metavar="LEVELS",
+                        help=f"comma-separated, of: {', '.join(CPU_LEVELS)}; our loop at each, side by side")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/train_throughput.json "
+                                                 "(-cpu-levels.json with --compare-cpu-levels)")
     args = parser.parse_args()
+    if args.compare_cpu_levels:
+        compare_cpu_levels(args)
+        return
+    restart_with_cpu_level(args.cpu_level)  # before the first tensor operation
 
     toy = load_spec("toy")
     threads = args.cpu_threads or toy.training.cpu_threads
-    toy = dataclasses.replace(toy, training=dataclasses.replace(toy.training, steps=args.steps, cpu_threads=threads),
+    toy = dataclasses.replace(toy, training=dataclasses.replace(toy.training, steps=args.steps, cpu_threads=threads,
+                                                                cpu_level=args.cpu_level),
                               checkpoints=CheckpointSpec(log_until=0, every=args.every) if args.every
                               else CheckpointSpec())
     with tempfile.TemporaryDirectory() as data_dir:
@@ -140,13 +160,61 @@ def main() -> None:
             print(f"{size_name:>7}: plain {tok_s['plain']:>9,.0f} tok/s | ours {tok_s['ours']:>9,.0f} "
                   f"({row['ratio_no_checkpoints']:.3f}x) | ours+dense ckpts {tok_s['ours_ckpt']:>9,.0f} "
                   f"({row['ratio_dense_checkpoints']:.3f}x) | MFU {row['mfu_ours']:.1%}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out or Path("benchmarks/results/train_throughput.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     result = {"device": args.device, "torch": torch.__version__, "cpu_threads": threads,
+              "cpu_level": args.cpu_level, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
               "matmul_peak_flops": peak, "rows": rows}
     if args.device == "cuda":
         result["device_name"] = torch.cuda.get_device_name()
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def compare_cpu_levels(args: argparse.Namespace) -> None:
+    """Our loop and the matmul peak at each CPU level, each level in a fresh process per round."""
+    levels = args.compare_cpu_levels.split(",")
+    env = {k: v for k, v in os.environ.items() if k not in KERNEL_ENVIRONMENT_VARIABLES}  # "native" is native
+    passed = ["--steps", str(args.steps), "--device", args.device, "--sizes", args.sizes,
+              *(["--cpu-threads", str(args.cpu_threads)] if args.cpu_threads else []),
+              *(["--every", str(args.every)] if args.every else [])]
+    results: dict[str, list[dict]] = {level: [] for level in levels}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            for level in levels:
+                out = Path(tmp) / f"{level}-{round_}.json"
+                subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--cpu-level", level,
+                                "--rounds", "1", "--out", str(out), *passed], env=env, check=True)
+                results[level].append(json.loads(out.read_text()))
+    first = levels[0]
+
+    def median(level: str, pick) -> float:
+        return statistics.median(pick(r) for r in results[level])
+
+    rows = []
+    for size in args.sizes.split(","):
+        def tok_s(kind: str):
+            return lambda r: next(row for row in r["rows"] if row["size"] == size)["tokens_per_s"][kind]
+        row = {"size": size, **{f"{kind}_tokens_per_s": {level: median(level, tok_s(kind)) for level in levels}
+                                for kind in ("ours", "ours_ckpt")}}
+        row["ratio_ours"] = {level: row["ours_tokens_per_s"][level] / row["ours_tokens_per_s"][first]
+                             for level in levels}
+        row["ratio_ours_ckpt"] = {level: row["ours_ckpt_tokens_per_s"][level] / row["ours_ckpt_tokens_per_s"][first]
+                                  for level in levels}
+        rows.append(row)
+        print(f"{size:>7}: " + " | ".join(f"{level} {row['ours_tokens_per_s'][level]:>9,.0f} tok/s "
+                                          f"({row['ratio_ours'][level]:.3f}x)" for level in levels))
+    peaks = {level: median(level, lambda r: r["matmul_peak_flops"]) for level in levels}
+    print("1024^3 fp32 matmul: " + " | ".join(f"{level} {peaks[level] / 1e9:.1f} GFLOP/s "
+                                              f"({peaks[level] / peaks[first]:.3f}x)" for level in levels))
+    out = args.out or Path("benchmarks/results/train_throughput-cpu-levels.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "device": args.device, "torch": torch.__version__, "steps": args.steps, "rounds": args.rounds,
+        "cpu_capability": {level: results[level][0]["cpu_capability"] for level in levels},
+        "matmul_peak_flops": peaks, "matmul_ratio": {level: peaks[level] / peaks[first] for level in levels},
+        "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
