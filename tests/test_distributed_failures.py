@@ -2,7 +2,9 @@
 and the manifest records how the run was split (world size, micro-batches per rank).
 
 Rank 0's checkpoint writer fails for real: the run directory lies on a small tmpfs that fills up.
-Before, the other rank waited in the next gradient gather until the process group's timeout.
+Before, the other rank learnt nothing: it waited in the next gradient gather until the process
+group's timeout, or, when rank 0's process had exited by then, failed with gloo's "Connection
+closed by peer".
 """
 
 from __future__ import annotations
