@@ -21,14 +21,14 @@ KERNEL_ENVIRONMENT_VARIABLES = (
     "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE", "NVIDIA_TF32_OVERRIDE",
     "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "TORCH_BLAS_PREFER_CUBLASLT",
 )
-# Process-wide torch settings (under torch.backends) that change the bits of float32 matmuls and
-# convolutions: `torch.set_float32_matmul_precision("medium")` in a notebook makes CPU matmuls bf16.
-# Only torch's new fp32_precision API is read: reading a legacy allow_tf32 flag raises once both are used.
+# Process-wide torch settings (under torch.backends) that change the bits of matmuls:
+# `torch.set_float32_matmul_precision("medium")` in a notebook makes CPU float32 matmuls bf16. Read
+# through torch's per-backend fp32_precision values, which (unlike the legacy allow_tf32 flags) can be
+# read whichever API set them.
 PRECISION_SETTINGS = (
-    "fp32_precision", "mkldnn.enabled", "mkldnn.matmul.fp32_precision", "mkldnn.conv.fp32_precision",
-    "mkldnn.rnn.fp32_precision", "cuda.matmul.fp32_precision", "cudnn.conv.fp32_precision",
-    "cudnn.rnn.fp32_precision", "cuda.matmul.allow_bf16_reduced_precision_reduction",
-    "cuda.matmul.allow_fp16_reduced_precision_reduction", "cuda.preferred_blas_library", "cudnn.benchmark",
+    "mkldnn.enabled", "mkldnn.matmul.fp32_precision", "cuda.matmul.fp32_precision",
+    "cuda.matmul.allow_bf16_reduced_precision_reduction", "cuda.matmul.allow_fp16_reduced_precision_reduction",
+    "cuda.preferred_blas_library", "cudnn.benchmark",
 )
 # Fields added after the first release: absent from the records of runs made before (None here).
 _LATER_FIELDS = ("cpu_vendor", "cpu_capability", "kernel_environment", "precision", "world_size",

@@ -21,17 +21,15 @@ CPU_LEVELS: dict[str, dict[str, str]] = {
 }
 _CAPABILITY = {"avx2": "AVX2"}
 
-# Every process-wide setting that changes the bits of a float32 matmul (the PRECISION_SETTINGS
-# that checkpoints_manifest records), at the value zoo trains with: exact float32 (no TF32, no bf16), torch's defaults
-# otherwise. A notebook's `torch.set_float32_matmul_precision("medium")` is undone here.
-PRECISION: dict[str, str | bool] = {
-    "fp32_precision": "ieee", "mkldnn.enabled": True, "mkldnn.matmul.fp32_precision": "ieee",
-    "mkldnn.conv.fp32_precision": "ieee", "mkldnn.rnn.fp32_precision": "ieee",
-    "cuda.matmul.fp32_precision": "ieee", "cudnn.conv.fp32_precision": "ieee", "cudnn.rnn.fp32_precision": "ieee",
-    "cuda.matmul.allow_bf16_reduced_precision_reduction": True,
+# The process-wide settings that change the bits of matmuls (the PRECISION_SETTINGS that checkpoints_manifest
+# records), as set_determinism leaves them: exact float32 matmuls on every backend (no TF32, no bf16), torch's
+# defaults otherwise, whatever a notebook set before.
+_FLAGS: dict[str, str | bool] = {
+    "mkldnn.enabled": True, "cuda.matmul.allow_bf16_reduced_precision_reduction": True,
     "cuda.matmul.allow_fp16_reduced_precision_reduction": True, "cuda.preferred_blas_library": "cublas",
     "cudnn.benchmark": False,
 }
+PRECISION: dict[str, str | bool] = {**_FLAGS, "mkldnn.matmul.fp32_precision": "ieee", "cuda.matmul.fp32_precision": "ieee"}
 
 
 def set_determinism(device: str, cpu_threads: int, cpu_level: str = "native") -> None:
@@ -50,7 +48,10 @@ def set_determinism(device: str, cpu_threads: int, cpu_level: str = "native") ->
         if problem := cublas_workspace_problem(torch.cuda.is_initialized()):
             raise PlatformError(problem)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    for name, value in PRECISION.items():
+        torch.backends.cudnn.allow_tf32 = False
+    # Through the API that keeps torch's legacy allow_tf32 flags consistent with the per-backend values.
+    torch.set_float32_matmul_precision("highest")
+    for name, value in _FLAGS.items():
         _set_torch_setting(name, value)
     torch.use_deterministic_algorithms(True)
 
