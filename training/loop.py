@@ -287,10 +287,12 @@ def runs_of_another_schedule(zoo: Path, data_seed: int, batch_size: int, n_steps
     or step count: a step index of (batch_size, n_steps) gives the wrong samples for them."""
     found = []
     for config_path in sorted((Path(zoo) / "runs").glob(f"*/{CONFIG_NAME}")):
-        config = json.loads(config_path.read_text())
-        training = config["training"]
-        if config["run"]["data_seed"] == data_seed and (training["batch_size"], training["steps"]) != (
-                batch_size, n_steps):
+        try:
+            config = json.loads(config_path.read_text())
+            seed, schedule = config["run"]["data_seed"], (config["training"]["batch_size"], config["training"]["steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a run's config: training refuses that directory with its own error
+        if seed == data_seed and schedule != (batch_size, n_steps):
             found.append(config_path.parent.name)
     return found
 

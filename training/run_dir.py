@@ -193,7 +193,8 @@ def check_platform(path: Path, manifest: Manifest, here: EnvironmentRecord, code
             f"would mix two platforms in one run. Resume it where it was trained, or continue here with "
             f"--allow-platform-change (allow_platform_change=True): the manifest then records the change at step "
             f"{step}")
-    return replace(manifest, platform_changes=[*manifest.platform_changes, PlatformChange(step, code, here)])
+    earlier = [c for c in manifest.platform_changes if c.step < step]  # later ones left with the checkpoints after it
+    return replace(manifest, platform_changes=[*earlier, PlatformChange(step, code, here)])
 
 
 def _storage_error(path: Path, e: OSError) -> StorageError:

@@ -156,6 +156,7 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
     final = checkpoint.capture(net, optimizer, loop, [r for r in records if r["step"] > _previous(steps, to_step)],
                                loss_log=loss_log)
     weights_diff, moments_diff, files_equal = ({}, {}, True) if compared is None else _compare(snap, final)
+    differences, unrecorded = _platform_differences(snap.manifest, environment_record(device), from_step, to_step)
     counterfactual = bool(interventions)
     return ReplayResult(
         repo_id=snap.repo.id, from_step=from_step, to_step=to_step, updates=len(records),
@@ -163,8 +164,7 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
         bitwise_equal=None if counterfactual else (files_equal and first_diff is None),
         weight_max_abs_diff=weights_diff, optimizer_max_abs_diff=moments_diff,
         first_loss_difference=None if counterfactual else first_diff, loss_records=records,
-        **_platform_differences(snap.manifest, environment_record(device), from_step, to_step),
-        fetched_data=data.fetched, model=net)
+        environment_differences=differences, unrecorded_platform=unrecorded, fetched_data=data.fetched, model=net)
 
 
 class Explain(Callback):
@@ -224,7 +224,7 @@ def _spec_of(config: dict[str, Any]) -> tuple[ZooSpec, RunSpec]:
 
 
 def _platform_differences(manifest: Manifest, here: EnvironmentRecord, start: int, stop: int,
-                          ) -> dict[str, list[str]]:
+                          ) -> tuple[list[str], list[str]]:
     """How this platform differs from the one each stretch of updates start+1 … stop was trained on
     (a run resumed elsewhere by request has several), and what the run's records predate."""
     stretches: list[tuple[int, int, EnvironmentRecord]] = []
@@ -239,7 +239,7 @@ def _platform_differences(manifest: Manifest, here: EnvironmentRecord, start: in
         prefix = f"steps {first}-{last}: " if environment is not manifest.environment else ""
         differences += [prefix + d for d in here.bitwise_comparable(environment)]
         unrecorded += [name for name in here.unrecorded_in(environment) if name not in unrecorded]
-    return {"environment_differences": differences, "unrecorded_platform": unrecorded}
+    return differences, unrecorded
 
 
 def _same_record(ours: dict[str, Any], theirs: dict[str, Any] | None, loss_log: str) -> bool:
