@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.train_throughput [--sizes 1l-64,2l-64,4l-256] [--steps 60] [--rounds 3]
     python3 -m benchmarks.train_throughput --device cuda --sizes 4l-512,12l-768 --steps 30 --rounds 2
+    .venv/bin/python -m benchmarks.train_throughput --compare-cpu-levels native,avx2 [--steps 60] [--rounds 3]
 
 Per size (a GELU model), the three alternate round by round (the machine may be noisy) and the
 median of each is kept:
@@ -22,6 +23,11 @@ at research sizes, else fp32), peak device memory (GPU), and (c)'s cost extrapol
 run of the zoo's own schedule (short runs overweight the log-spaced early checkpoints). `--smoke`
 shrinks research sizes to seconds on a CPU, to prove this script, not to measure. Writes
 benchmarks/results/train_throughput[-DEVICE].json (or --out) with where and how it was measured.
+
+With --compare-cpu-levels, the same measurement runs once per CPU level and round, each in a
+process of its own (a level is read once per process), the levels alternating; it reports our
+loop's tokens/s and the matmul peak at each level side by side, as ratios to the first, in
+benchmarks/results/train_throughput-cpu-levels.json.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -39,9 +48,10 @@ import torch
 
 from benchmarks._provenance import measured_on
 from benchmarks._research import research_on_local_text
+from checkpoints_manifest import KERNEL_ENVIRONMENT_VARIABLES
 from data_index import prepare_store
 from training import build_model, build_optimizer, checkpoint_steps, load_spec, lm_loss, train_run
-from training.determinism import set_determinism
+from training.determinism import CPU_LEVELS, restart_with_cpu_level, set_determinism
 from training.loop import batch_tokens, model_config, numerics_of, run_steps
 from training.spec import CheckpointSpec, SizeSpec
 
@@ -141,7 +151,8 @@ def _timed_with_peak_memory(loop, *args, device: str) -> tuple[float, int | None
     return seconds, torch.cuda.max_memory_allocated()
 
 
-def size_spec(size_name: str, steps: int, *, every: int | None, cpu_threads: int | None, smoke: bool):
+def size_spec(size_name: str, steps: int, *, every: int | None, cpu_threads: int | None, cpu_level: str,
+              smoke: bool):
     """The benchmark's spec for one size: the toy or the research zoo's setup, cut to `steps` updates;
     and the zoo's own spec, whose schedule the checkpoint cost is extrapolated to."""
     if size_name in TOY_SIZES:
@@ -153,7 +164,7 @@ def size_spec(size_name: str, steps: int, *, every: int | None, cpu_threads: int
     size = SIZES[size_name] if not (smoke and size_name in RESEARCH_SIZES) else base.sizes["4l"]
     threads = cpu_threads or base.training.cpu_threads
     spec = dataclasses.replace(base, sizes={size_name: size}, families={"gelu": (size_name,)},
-                               training=dataclasses.replace(base.training, cpu_threads=threads),
+                               training=dataclasses.replace(base.training, cpu_threads=threads, cpu_level=cpu_level),
                                checkpoints=CheckpointSpec(log_until=0, every=every) if every else CheckpointSpec())
     return spec, zoo
 
@@ -206,12 +217,21 @@ def main() -> None:
                         help="a checkpoint every K steps instead of the default dense schedule")
     parser.add_argument("--sizes", default=",".join(TOY_SIZES), help=f"comma-separated, of: {', '.join(SIZES)}")
     parser.add_argument("--smoke", action="store_true", help="research sizes shrunk to seconds on a CPU")
+    parser.add_argument("--cpu-level", choices=CPU_LEVELS, default="native",
+                        help="the CPU level every loop runs at (this process restarts with it)")
+    parser.add_argument("--compare-cpu-levels", metavar="LEVELS",
+                        help=f"comma-separated, of: {', '.join(CPU_LEVELS)}; our loop at each, side by side")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default: benchmarks/results/train_throughput[-cuda].json")
+                        help="default: benchmarks/results/train_throughput[-cuda].json "
+                             "(-cpu-levels.json with --compare-cpu-levels)")
     args = parser.parse_args()
+    if args.compare_cpu_levels:
+        compare_cpu_levels(args)
+        return
+    restart_with_cpu_level(args.cpu_level)  # before the first tensor operation
     out = args.out or Path(f"benchmarks/results/train_throughput{'-cuda' if args.device == 'cuda' else ''}.json")
 
-    set_determinism(args.device, args.cpu_threads or 1)  # before CUDA starts: cuBLAS reads its workspace once
+    set_determinism(args.device, args.cpu_threads or 1, args.cpu_level)  # before CUDA: cuBLAS reads its workspace once
     names = args.sizes.split(",")
     unknown = [n for n in names if n not in SIZES]
     if unknown:
@@ -220,7 +240,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         for size_name in names:
             spec, zoo = size_spec(size_name, args.steps, every=args.every, cpu_threads=args.cpu_threads,
-                                  smoke=args.smoke)
+                                  cpu_level=args.cpu_level, smoke=args.smoke)
             store = prepare_store(spec.data, Path(data_dir) / spec.name, progress=False)
             bf16 = spec.training.precision == "bfloat16" and args.device == "cuda"
             dtype = torch.bfloat16 if bf16 else torch.float32
@@ -239,9 +259,58 @@ def main() -> None:
                   f"({row['ratio_dense_checkpoints']:.3f}x; whole {zoo.name} run "
                   f"~{row['ratio_full_schedule_extrapolated']:.3f}x) | MFU ours {row['mfu']['ours']:.1%}", flush=True)
             result = {"measured": measured_on(args.device, statistic=f"median of {args.rounds} interleaved rounds",
-                                              smoke=args.smoke), "rows": rows}
+                                              smoke=args.smoke, cpu_level=args.cpu_level,
+                                              cpu_capability=torch.backends.cpu.get_cpu_capability()),
+                      "rows": rows}
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=2) + "\n")  # after each size: a time-boxed run keeps its rows
+    print(f"wrote {out}")
+
+
+def compare_cpu_levels(args: argparse.Namespace) -> None:
+    """Our loop and the matmul peak at each CPU level, each level in a fresh process per round."""
+    levels = args.compare_cpu_levels.split(",")
+    env = {k: v for k, v in os.environ.items() if k not in KERNEL_ENVIRONMENT_VARIABLES}  # "native" is native
+    passed = ["--steps", str(args.steps), "--device", args.device, "--sizes", args.sizes,
+              *(["--cpu-threads", str(args.cpu_threads)] if args.cpu_threads else []),
+              *(["--every", str(args.every)] if args.every else []), *(["--smoke"] if args.smoke else [])]
+    results: dict[str, list[dict]] = {level: [] for level in levels}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            for level in levels:
+                out = Path(tmp) / f"{level}-{round_}.json"
+                subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--cpu-level", level,
+                                "--rounds", "1", "--out", str(out), *passed], env=env, check=True)
+                results[level].append(json.loads(out.read_text()))
+    first = levels[0]
+
+    def median(level: str, pick) -> float:
+        return statistics.median(pick(r) for r in results[level])
+
+    rows = []
+    for size in args.sizes.split(","):
+        def row_of(r: dict) -> dict:
+            return next(row for row in r["rows"] if row["size"] == size)
+
+        row = {"size": size, **{f"{kind}_tokens_per_s": {level: median(level, lambda r: row_of(r)["tokens_per_s"][kind])
+                                                         for level in levels} for kind in ("ours", "ours_ckpt")}}
+        row["matmul_peak_flops"] = {level: median(level, lambda r: row_of(r)["matmul_peak_flops"]) for level in levels}
+        for kind in ("ours", "ours_ckpt"):
+            row[f"ratio_{kind}"] = {level: row[f"{kind}_tokens_per_s"][level] / row[f"{kind}_tokens_per_s"][first]
+                                    for level in levels}
+        row["matmul_ratio"] = {level: row["matmul_peak_flops"][level] / row["matmul_peak_flops"][first]
+                               for level in levels}
+        rows.append(row)
+        print(f"{size:>7}: " + " | ".join(f"{level} {row['ours_tokens_per_s'][level]:>9,.0f} tok/s "
+                                          f"({row['ratio_ours'][level]:.3f}x), matmul {row['matmul_ratio'][level]:.3f}x"
+                                          for level in levels))
+    out = args.out or Path("benchmarks/results/train_throughput-cpu-levels.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "measured": measured_on(args.device, statistic=f"median of {args.rounds} rounds, levels alternating",
+                                steps=args.steps),
+        "cpu_capability": {level: results[level][0]["measured"]["cpu_capability"] for level in levels},
+        "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -13,7 +13,13 @@ from ._atomic import (
     fsync_path,
 )
 from ._canonical import canonical_json
-from ._environment import EnvironmentRecord, environment_record
+from ._environment import (
+    KERNEL_ENVIRONMENT_VARIABLES,
+    PRECISION_SETTINGS,
+    EnvironmentRecord,
+    environment_record,
+    torch_setting,
+)
 from ._errors import ManifestError, ManifestNotFoundError
 from ._hashing import sha256_bytes, sha256_file
 from ._lock import LockHeldError, acquire_lock, held_lock
@@ -22,6 +28,7 @@ from ._manifest import (
     MANIFEST_VERSION,
     FileEntry,
     Manifest,
+    PlatformChange,
     code_version,
     file_entry,
     read_manifest,
@@ -30,6 +37,7 @@ from ._manifest import (
 from ._verify import Mismatch, verify
 
 __all__ = [
+    "KERNEL_ENVIRONMENT_VARIABLES",
     "MANIFEST_NAME",
     "MANIFEST_VERSION",
     "LockHeldError",
@@ -39,6 +47,8 @@ __all__ = [
     "ManifestError",
     "ManifestNotFoundError",
     "Mismatch",
+    "PRECISION_SETTINGS",
+    "PlatformChange",
     "acquire_lock",
     "atomic_write",
     "atomic_write_bytes",
@@ -53,6 +63,7 @@ __all__ = [
     "read_manifest",
     "sha256_bytes",
     "sha256_file",
+    "torch_setting",
     "verify",
     "write_manifest",
 ]

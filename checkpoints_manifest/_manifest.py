@@ -5,7 +5,7 @@ import json
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ _KEYS = {
     "code_version",
     "environment",
 }
+_OPTIONAL_KEYS = {"platform_changes"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ class FileEntry:
     commit: str | None = None  # None until published
 
 
+@dataclass(frozen=True)
+class PlatformChange:
+    """A run resumed from checkpoint `step` on another platform, by explicit request: the updates
+    after `step` were computed by `code_version` on `environment`."""
+
+    step: int
+    code_version: str
+    environment: EnvironmentRecord
+
+
 @dataclass
 class Manifest:
     """Every file of a run with its hash, the complete checkpoint steps, and provenance."""
@@ -49,8 +60,17 @@ class Manifest:
     checkpoints: list[int]  # steps whose checkpoint is complete, ascending
     dataset_fingerprint: str
     code_version: str
-    environment: EnvironmentRecord
+    environment: EnvironmentRecord  # the platform of the run's first stretch
     version: int = MANIFEST_VERSION
+    platform_changes: list[PlatformChange] = field(default_factory=list)  # ascending steps; [] for most runs
+
+    def platform_of(self, step: int) -> tuple[str, EnvironmentRecord]:
+        """The code version and environment that computed update `step` (checkpoint `step`'s state)."""
+        latest = (self.code_version, self.environment)
+        for change in self.platform_changes:
+            if change.step < step:
+                latest = (change.code_version, change.environment)
+        return latest
 
     def to_json(self) -> str:
         """Canonical JSON (indent 2, sorted keys, newline): the one way a manifest is written.
@@ -70,6 +90,9 @@ class Manifest:
             "code_version": self.code_version,
             "environment": self.environment.to_dict(),
         }
+        if self.platform_changes:
+            d["platform_changes"] = [{"step": c.step, "code_version": c.code_version,
+                                      "environment": c.environment.to_dict()} for c in self.platform_changes]
         _parse(d, source=f"manifest of run {self.run!r}")
         return canonical_json(d)
 
@@ -177,7 +200,7 @@ def _manifest_from_dict(d: Any) -> Manifest:
             f"version is {d['version']!r} but this code reads only manifest version "
             f"{MANIFEST_VERSION}; use the zoo release that wrote it"
         )
-    check_keys(d, _KEYS, "the manifest")
+    check_keys(d, _KEYS | (_OPTIONAL_KEYS & d.keys()), "the manifest")
     for key in ("run", "dataset_fingerprint", "code_version"):
         check_type(d[key], str, key)
     check_type(d["files"], dict, "files")
@@ -201,7 +224,27 @@ def _manifest_from_dict(d: Any) -> Manifest:
         code_version=d["code_version"],
         environment=EnvironmentRecord.from_dict(d["environment"]),
         version=d["version"],
+        platform_changes=_platform_changes(d.get("platform_changes", [])),
     )
+
+
+def _platform_changes(raw: Any) -> list[PlatformChange]:
+    check_type(raw, list, "platform_changes")
+    changes = []
+    for i, item in enumerate(raw):
+        where = f"platform_changes[{i}]"
+        check_keys(item, {"step", "code_version", "environment"}, where)
+        check_type(item["step"], int, f"{where}.step")
+        check_type(item["code_version"], str, f"{where}.code_version")
+        if changes and item["step"] <= changes[-1].step:
+            raise ManifestError(f"{where}.step is {item['step']} after {changes[-1].step}; steps must be strictly "
+                                f"ascending")
+        try:
+            environment = EnvironmentRecord.from_dict(item["environment"])
+        except ManifestError as e:
+            raise ManifestError(f"{where}: {e}") from None
+        changes.append(PlatformChange(item["step"], item["code_version"], environment))
+    return changes
 
 
 def _file_entry(path: str, entry: Any) -> FileEntry:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from checkpoints_manifest import read_manifest, verify
+from checkpoints_manifest import environment_record, read_manifest, verify
 from data_index import TokenStore
 from training import RunLockedError, load_spec
 from training.loop import model_config, run_config, run_path
@@ -37,7 +37,7 @@ def _open(spec, run, out: Path):
     store = TokenStore.open(out / spec.name / "data")
     cfg = run_config(spec, run, model_config(spec, run, store.vocab_size))
     return open_run(run_path(out, spec, run), run=run.full_name, config=cfg, dataset_fingerprint=store.fingerprint,
-                    device="cpu", resume=True, final_step=spec.training.steps)
+                    environment=environment_record("cpu"), resume=True, final_step=spec.training.steps)
 
 
 @pytest.mark.slow

@@ -99,7 +99,7 @@ def test_a_snapshot_keeps_the_state_it_captured_while_training_goes_on():
     checkpoint_module.init_optimizer_state(model, optimizer)
     loop = checkpoint_module.LoopState(step=0, tokens_seen=0, lr=0.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    snapshot = checkpoint_module.capture(model, optimizer, loop, [])
+    snapshot = checkpoint_module.capture(model, optimizer, loop, [], loss_log="strict-json")
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
@@ -119,9 +119,9 @@ def slow_disk(monkeypatch):
             raise CheckpointError(f"could not write checkpoint step {snapshot.loop.step}: the disk is full")
         return write(run_dir, snapshot)
 
-    def counted_capture(model, optimizer, loop, records):
+    def counted_capture(model, optimizer, loop, records, *, loss_log):
         captured.append(loop.step)
-        return capture(model, optimizer, loop, records)
+        return capture(model, optimizer, loop, records, loss_log=loss_log)
 
     monkeypatch.setattr(checkpoint_module, "write", slow_write)
     monkeypatch.setattr(checkpoint_module, "capture", counted_capture)

@@ -60,21 +60,26 @@ def _assert_same_as_trained_now(spec, launched: Path, reference: Path, since: st
                                 ) -> None:
     """The launched run directories equal the uninterrupted single-process ones, trained now, byte for byte.
 
-    manifest.json records the code_version (commit, dirty flag) current when each run
-    started. Only if it changed during the test (`since`: the one at its start), as when
-    a commit lands while the jobs run, may that one field differ; every other byte must not.
+    manifest.json records how a run was split over processes (world size, micro-batches per
+    rank), which data parallel changes and nothing else may, and the code_version (commit,
+    dirty flag) current when each run started. Only if it changed during the test (`since`:
+    the one at its start), as when a commit lands while the jobs run, may that field differ too.
     """
     train_zoo(spec, reference, runs=runs, progress=False)
     got, want = _runs(launched, spec), _runs(reference, spec)
-    if code_version() == since:
-        assert got == want
-        return
     manifests = [name for name in want if name.endswith("/manifest.json")]
     assert {k: v for k, v in got.items() if k not in manifests} == {
         k: v for k, v in want.items() if k not in manifests}
     for name in manifests:
-        got_m, want_m = (json.loads((root / spec.name / "runs" / name).read_text()) for root in (launched, reference))
-        assert {**got_m, "code_version": None} == {**want_m, "code_version": None}, name
+        got_m, want_m = (_comparable(json.loads((root / spec.name / "runs" / name).read_text()),
+                                     code_changed=code_version() != since) for root in (launched, reference))
+        assert got_m == want_m, name
+
+
+def _comparable(manifest: dict, *, code_changed: bool) -> dict:
+    split = ("world_size", "micro_batches_per_rank")
+    environment = {k: v for k, v in manifest["environment"].items() if k not in split}
+    return {**manifest, "environment": environment, **({"code_version": None} if code_changed else {})}
 
 
 def _wait_done(spec, out: Path) -> list[RunStatus]:
@@ -238,6 +243,8 @@ def test_data_parallel_with_the_local_executor_is_byte_identical_to_1x4(processe
     launch(dp_spec, out, executor="local", runs=DP_RUN, resources=Resources(tasks_per_node=processes))
     assert [r.state for r in _wait_done(dp_spec, out)] == ["done"]
     _assert_same_as_trained_now(dp_spec, out, tmp_path / "reference", since, DP_RUN)
+    environment = read_manifest(out / dp_spec.name / "runs" / DP_RUN).environment
+    assert (environment.world_size, environment.micro_batches_per_rank) == (processes, 4 // processes)
 
 
 @needs_slurm

@@ -55,8 +55,11 @@ def test_a_run_trained_before_numerics_were_recorded_resumes_on_its_own_path(tmp
     run = _legacy_zoo(tmp_path)
     config_before = (run / "config.json").read_bytes()
     cut_run_back(run, keep=5)  # steps 0, 1, 2, 4, 8
-    train_zoo(load_spec("tiny"), tmp_path, runs="gelu-1l-seed0", resume=True, progress=False)
+    # Another code version trained it: resuming is a platform change, made by request and recorded.
+    train_zoo(load_spec("tiny"), tmp_path, runs="gelu-1l-seed0", resume=True, progress=False,
+              allow_platform_change=True)
     assert (run / "config.json").read_bytes() == config_before  # accepted as it is: no numerics table added
+    assert [c.step for c in read_manifest(run).platform_changes] == [8]
     if not _fixture_platform():
         pytest.skip("the fixture's bytes belong to the platform it was trained on (AMD EPYC, AVX2)")
     published = tree_digest(RUN_REPO / "checkpoints")

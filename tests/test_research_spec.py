@@ -14,6 +14,7 @@ import re
 from checkpoints_manifest import read_manifest, verify
 from data_index import DataSpec, builtin_corpus
 from training import checkpoint_steps, load_spec, train_zoo
+from training.numerics import CURRENT
 
 
 def test_the_research_spec_is_three_architectures_at_four_nanda_sizes_five_seeds_on_a_pinned_corpus():
@@ -43,6 +44,5 @@ def test_the_research_spec_trains_with_a_local_corpus_in_a_few_steps(tmp_path):
     assert read_manifest(run).checkpoints == [0, 1, 2, 4] and verify(run) == []
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["d_model"] == 512 and config["model"]["n_layers"] == 2
-    assert config["numerics"] == {"attention": "sdpa", "compile": False, "adamw": "fused",
-                                  "grad_layout": "autograd", "weight_decay": "ndim>=2"}
+    assert config["numerics"] == {**dataclasses.asdict(CURRENT), "compile": False}  # the spec's path, recorded
     assert 0 < result.final_loss < 7  # ln(512) = 6.24 at the start

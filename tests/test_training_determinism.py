@@ -11,7 +11,7 @@ from data_index import prepare_store
 from helpers import cut_run_back, tree_digest
 from training import build_model, build_optimizer, load_spec, train_zoo
 from training.checkpoint import capture, checkpoint_dir_name, loss_lines, read
-from training.loop import loss_record, run_path, run_steps, zoo_dir
+from training.loop import loss_record, numerics_of, run_path, run_steps, zoo_dir
 from training.spec import CheckpointSpec
 
 
@@ -57,13 +57,13 @@ def test_resume_from_every_checkpoint_reproduces_the_next_bitwise(tiny_spec, tra
             for loop, stats in run_steps(tiny_spec, run, store, model, optimizer, start=start, stop=stop,
                                          device="cpu"):
                 records.append(loss_record(loop, stats))
-            snap = capture(model, optimizer, loop, records)
+            snap = capture(model, optimizer, loop, records, loss_log=numerics_of(tiny_spec).loss_log)
             folder = path / "checkpoints" / checkpoint_dir_name(stop)
             for name, tensors in (("model", snap.weights), ("optimizer", snap.optimizer)):
                 saved = load_file(folder / f"{name}.safetensors")
                 assert saved.keys() == tensors.keys()
                 assert all(torch.equal(saved[k], tensors[k]) for k in saved), (run.name, start, stop, name)
-            assert loss_lines(snap.loss_records) == (folder / "loss.jsonl").read_bytes()
+            assert loss_lines(snap.loss_records, snap.loss_log) == (folder / "loss.jsonl").read_bytes()
 
 
 def test_resume_through_the_cli_path_ends_byte_identical(tiny_spec, trained_tiny, tmp_path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import shutil
@@ -80,6 +81,7 @@ class Snapshot:
     host_weights: dict[str, torch.Tensor]
     host_optimizer: dict[str, torch.Tensor]
     loss_records: tuple[dict[str, Any], ...]  # the updates since the previous checkpoint
+    loss_log: str  # how loss.jsonl writes them (the run's numerics.loss_log)
     copied: Any = None  # the device event after which the host copies are complete (None: complete)
 
     @property
@@ -112,7 +114,7 @@ def init_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
 
 
 def capture(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: LoopState,
-            loss_records: list[dict[str, Any]]) -> Snapshot:
+            loss_records: list[dict[str, Any]], *, loss_log: str) -> Snapshot:
     """Copy weights and optimizer moments off the device: the snapshot no longer changes with training.
 
     Each tensor is cloned where it lives, in the training stream (fast, and after it the next update may
@@ -127,7 +129,7 @@ def capture(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: Loop
                              for key, t in tensors.items()})
     weights = {key[2:]: t for key, t in host.items() if key.startswith("w.")}
     moments = {key[2:]: t for key, t in host.items() if key.startswith("o.")}
-    return Snapshot(loop, weights, moments, tuple(loss_records), copied)
+    return Snapshot(loop, weights, moments, tuple(loss_records), loss_log, copied)
 
 
 def _to_host(clones: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
@@ -172,7 +174,7 @@ def write(run_dir: Path, snapshot: Snapshot) -> list[str]:
         atomic_write(partial / "model.safetensors", lambda tmp: _save(snapshot.weights, tmp))
         atomic_write(partial / "optimizer.safetensors", lambda tmp: _save(snapshot.optimizer, tmp))
         atomic_write_json(partial / "state.json", snapshot.loop.to_dict())
-        atomic_write_bytes(partial / "loss.jsonl", loss_lines(snapshot.loss_records))
+        atomic_write_bytes(partial / "loss.jsonl", loss_lines(snapshot.loss_records, snapshot.loss_log))
         if final.exists():  # left by a crash after the rename but before the manifest listed it
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -197,16 +199,37 @@ def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
         raise OSError(int(code.group(1)), str(e), str(path)) from e
 
 
-def loss_lines(records: tuple[dict[str, Any], ...]) -> bytes:
-    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+# A non-finite number in a "strict-json" loss log (Python's own spellings, as strings).
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def loss_lines(records: tuple[dict[str, Any], ...] | list[dict[str, Any]], loss_log: str) -> bytes:
+    """The bytes of loss.jsonl: one JSON object per update, in the run's `loss_log` format (numerics.py).
+    Finite numbers are written alike in both; "strict-json" writes a NaN or infinity as a string."""
+    if loss_log == "strict-json":
+        records = [{key: _strict(value) for key, value in r.items()} for r in records]
+    return "".join(json.dumps(r, sort_keys=True, allow_nan=loss_log == "python-json") + "\n"
+                   for r in records).encode()
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def read_loss_stretch(path: Path) -> list[dict[str, Any]]:
+    """The records of one loss.jsonl, in either format: a NaN or infinity comes back as the float it was."""
+    return [{key: _NON_FINITE.get(value, value) if isinstance(value, str) else value
+             for key, value in json.loads(line).items()}
+            for line in path.read_text().splitlines() if line.strip()]
 
 
 def read_loss_log(run_dir: Path, steps: list[int]) -> list[dict[str, Any]]:
     """The per-update loss records of a run, from the loss stretches of checkpoints `steps`."""
     records = []
     for step in steps:
-        path = run_dir / "checkpoints" / checkpoint_dir_name(step) / "loss.jsonl"
-        records.extend(json.loads(line) for line in path.read_text().splitlines())
+        records.extend(read_loss_stretch(run_dir / "checkpoints" / checkpoint_dir_name(step) / "loss.jsonl"))
     return records
 
 

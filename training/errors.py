@@ -27,6 +27,29 @@ class StorageError(TrainingError):
     """The output directory cannot be written: the disk is full, read-only, or not writable by us."""
 
 
+class PlatformError(TrainingError):
+    """This process cannot compute on the platform a run pins (a CPU level, a cuBLAS workspace)."""
+
+
+class CpuLevelNotSetError(PlatformError):
+    """A run pins a CPU level this process was not started with; zoo commands restart themselves with it."""
+
+    def __init__(self, level: str, missing: dict[str, str]) -> None:
+        self.level = level
+        settings = " ".join(f"{k}={v}" for k, v in missing.items())
+        super().__init__(f"the run pins CPU level {level!r}, which torch, MKL and oneDNN read from the environment "
+                         f"when the process starts; this one was started without it. Start Python with {settings} "
+                         f"(zoo commands do so themselves)")
+
+
+class PlatformChangedError(TrainingError):
+    """A run would resume on another platform than it was trained on; the message names the differences."""
+
+
+class StaleStepIndexError(TrainingError):
+    """A zoo's step index is not the one its runs trained with (another batch size, step count or store)."""
+
+
 def describe_os_error(e: OSError) -> str:
     """What went wrong with a write, in the words a user can act on."""
     causes = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",

@@ -13,6 +13,8 @@ interval's worth at once, and checkpoints are copied off asynchronously.
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import time
 from contextlib import ExitStack, nullcontext
 from collections.abc import Callable, Iterator, Sequence
@@ -24,11 +26,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from checkpoints_manifest import environment_record
 from data_index import StepIndex, TokenStore, build_step_index, prepare_store, step_sample_ids
 from training import checkpoint
 from training.determinism import generator_for, set_determinism
 from training.distributed import SINGLE, DataParallel
-from training.errors import StorageError, describe_os_error
+from training.errors import StaleStepIndexError, StorageError, describe_os_error
 from training.model import ModelConfig, Transformer, init_weights, lm_loss
 from training.numerics import CURRENT, Numerics, numerics_record, resolve_numerics
 from training.reduce import PairwiseSum
@@ -111,10 +114,14 @@ def build_model(spec: ZooSpec, run: RunSpec, d_vocab: int, device: str) -> Trans
 
 
 def build_optimizer(model: Transformer, spec: ZooSpec, device: str) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only. The implementation is the run's numerics path (determinism)."""
+    """AdamW; weight decay on the parameters the run's rule names (numerics.weight_decay). The
+    implementation (numerics.adamw) too: both change the bits."""
     opt = spec.optimizer
-    decay = [p for _, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for _, p in model.named_parameters() if p.ndim < 2]
+    rule = numerics_of(spec).weight_decay
+    decayed = {name: p.ndim >= 2 if rule == "ndim>=2" else name.rsplit(".", 1)[-1].startswith("W_")
+               for name, p in model.named_parameters()}
+    decay = [p for name, p in model.named_parameters() if decayed[name]]
+    no_decay = [p for name, p in model.named_parameters() if not decayed[name]]
     kernel = {"fused": True} if numerics_of(spec).adamw == "fused" else {"foreach": device == "cuda"}
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": opt.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -213,51 +220,63 @@ def loss_record(loop: checkpoint.LoopState, stats: StepStats) -> dict[str, Any]:
 
 
 def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resume: bool = False,
-              device: str = "cpu", progress: bool = True, parallel: DataParallel = SINGLE) -> RunResult:
+              device: str = "cpu", progress: bool = True, parallel: DataParallel = SINGLE,
+              allow_platform_change: bool = False) -> RunResult:
     """Train one run to the spec's last step, checkpointing on the dense schedule.
 
     Under data parallel every rank trains; only rank 0 opens (locks) the run directory and
-    writes checkpoints, the others start from the checkpoint it names.
+    writes checkpoints, the others start from the checkpoint it names. A failure on any rank
+    stops every rank at the next step. Resuming on another platform than the run's is refused
+    unless `allow_platform_change` (then the manifest records the change).
     """
-    set_determinism(device, spec.training.cpu_threads)
+    set_determinism(device, spec.training.cpu_threads, spec.training.cpu_level)
     total = spec.training.steps
     path = run_path(out, spec, run)
     spec = dataclasses.replace(spec, numerics=resolve_numerics(spec.numerics, path / CONFIG_NAME))
     model = build_model(spec, run, store.vocab_size, device)
     optimizer = build_optimizer(model, spec, device)
     schedule = set(checkpoint_steps(spec.checkpoints, total))
+    loss_log = numerics_of(spec).loss_log
     with ExitStack() as stack:
         rd = None
         if parallel.is_writer:
+            environment = environment_record(device, world_size=parallel.world_size, micro_batches_per_rank=(
+                spec.training.batch_size // spec.training.micro_batch_size // parallel.world_size))
             rd = parallel.on_writer_failure(lambda: stack.enter_context(open_run(
                 path, run=run.full_name, config=run_config(spec, run, model.cfg),
-                dataset_fingerprint=store.fingerprint, device=device, resume=resume, final_step=total)))
+                dataset_fingerprint=store.fingerprint, environment=environment, resume=resume, final_step=total,
+                allow_platform_change=allow_platform_change)))
         latest = parallel.broadcast_step(rd.latest_step if rd is not None else None)
-        if latest is None:
-            loop = checkpoint.LoopState(step=0, tokens_seen=0, lr=0.0)
-            if rd is not None:
-                rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, []))
-        else:
-            loop = checkpoint.read(path, latest, model, optimizer)
-        start = loop.step
-        pending: list[tuple[checkpoint.LoopState, StepStats]] = []  # the updates since the last checkpoint
-        stats: StepStats | None = None
-        bar = tqdm(total=total, initial=start, desc=run.name, unit="step",
-                   disable=not progress or rd is None, leave=False)
-        began = time.perf_counter()
-        for loop, stats in run_steps(spec, run, store, model, optimizer, start=start, stop=total, device=device,
-                                     parallel=parallel):
-            pending.append((loop, stats))
-            if loop.step in schedule:
+        params = list(model.parameters())
+        with parallel.stop_every_rank_on_failure(params):
+            if latest is None:
+                loop = checkpoint.LoopState(step=0, tokens_seen=0, lr=0.0)
                 if rd is not None:
-                    records = loss_records(pending)  # the host waits for the device once per interval
-                    rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, records))
-                    rate = (loop.step - start) * spec.training.batch_size * spec.data.n_ctx / (
-                        time.perf_counter() - began)
-                    bar.set_postfix(loss=f"{records[-1]['loss']:.3f}", tok_s=f"{rate:,.0f}")
-                pending = []
-            bar.update(1)
-        bar.close()
+                    rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, [], loss_log=loss_log))
+            else:
+                loop = checkpoint.read(path, latest, model, optimizer)
+            start = loop.step
+            pending: list[tuple[checkpoint.LoopState, StepStats]] = []  # the updates since the last checkpoint
+            stats: StepStats | None = None
+            bar = tqdm(total=total, initial=start, desc=run.name, unit="step",
+                       disable=not progress or rd is None, leave=False)
+            began = time.perf_counter()
+            for loop, stats in run_steps(spec, run, store, model, optimizer, start=start, stop=total,
+                                         device=device, parallel=parallel):
+                pending.append((loop, stats))
+                if loop.step in schedule:
+                    if rd is not None:
+                        records = loss_records(pending)  # the host waits for the device once per interval
+                        rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, records, loss_log=loss_log))
+                        rate = (loop.step - start) * spec.training.batch_size * spec.data.n_ctx / (
+                            time.perf_counter() - began)
+                        bar.set_postfix(loss=f"{records[-1]['loss']:.3f}", tok_s=f"{rate:,.0f}")
+                    pending = []
+                bar.update(1)
+            bar.close()
+            if rd is not None:
+                rd.flush()  # the last checkpoint is on disk: a failure to write it stops every rank too
+            parallel.check_in(params)
         return RunResult(run.name, path, total, stats.loss if stats else None, total - start)
 
 
@@ -268,17 +287,59 @@ def index_path(zoo: Path, data_seed: int) -> Path:
 
 def prepare_step_index(spec: ZooSpec, store: TokenStore, zoo: Path, data_seed: int, *,
                        progress: bool) -> StepIndex:
-    """The step index for `data_seed` (built once): which samples every update of such a run used."""
+    """The step index for `data_seed`: which samples every update of such a run used.
+
+    An existing index is used when it is of this batch size, step count and store; another one
+    (left by an earlier spec) is rebuilt, unless runs of the zoo trained with it still need it:
+    then StaleStepIndexError names them.
+    """
     path = index_path(zoo, data_seed)
-    if path.exists():
-        return StepIndex.open(path)
+    batch_size, n_steps = spec.training.batch_size, spec.training.steps
+    if (path / "index.json").is_file():
+        index = StepIndex.open(path)
+        if (index.batch_size, index.n_steps, index.data_seed, index.store_fingerprint) == (
+                batch_size, n_steps, data_seed, store.fingerprint):
+            return index
+        if users := runs_of_another_schedule(zoo, data_seed, batch_size, n_steps):
+            raise StaleStepIndexError(
+                f"{path} is the step index of batch size {index.batch_size} x {index.n_steps} steps, with which "
+                f"{', '.join(users)} trained; spec {spec.name!r} asks for batch size {batch_size} x {n_steps} "
+                f"steps. Train it into another --out, or delete those runs first")
+        shutil.rmtree(path)  # derived data, rebuilt below: a kill in between leaves no index, not a wrong one
     path.parent.mkdir(parents=True, exist_ok=True)
-    return build_step_index(store, path, data_seed=data_seed, batch_size=spec.training.batch_size,
-                            n_steps=spec.training.steps, progress=progress)
+    return build_step_index(store, path, data_seed=data_seed, batch_size=batch_size, n_steps=n_steps,
+                            progress=progress)
+
+
+def check_step_index(zoo: Path, index: StepIndex, store_fingerprint: str) -> None:
+    """Refuse a step index that is not the one the zoo's trained runs of its data seed used
+    (StaleStepIndexError), so that nothing prints or publishes samples training never used."""
+    users = runs_of_another_schedule(zoo, index.data_seed, index.batch_size, index.n_steps)
+    if users or index.store_fingerprint != store_fingerprint:
+        trained = f"runs {', '.join(users)} trained with another batch size or step count" if users else \
+            f"the token store in {zoo / 'data'} is another one"
+        raise StaleStepIndexError(
+            f"{index.path} (batch size {index.batch_size} x {index.n_steps} steps) is stale: {trained}. "
+            f"Rebuild it by training the zoo again: zoo train SPEC --out {zoo.parent} --resume")
+
+
+def runs_of_another_schedule(zoo: Path, data_seed: int, batch_size: int, n_steps: int) -> list[str]:
+    """The runs of zoo directory `zoo` with data seed `data_seed` that trained with another batch size
+    or step count: a step index of (batch_size, n_steps) gives the wrong samples for them."""
+    found = []
+    for config_path in sorted((Path(zoo) / "runs").glob(f"*/{CONFIG_NAME}")):
+        try:
+            config = json.loads(config_path.read_text())
+            seed, schedule = config["run"]["data_seed"], (config["training"]["batch_size"], config["training"]["steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a run's config: training refuses that directory with its own error
+        if seed == data_seed and schedule != (batch_size, n_steps):
+            found.append(config_path.parent.name)
+    return found
 
 
 def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool = False, device: str = "cpu",
-              progress: bool = True) -> list[RunResult]:
+              progress: bool = True, allow_platform_change: bool = False) -> list[RunResult]:
     """Prepare the zoo's dataset and step indexes once, then train every selected run in order."""
     selected = spec.runs(runs)
     try:
@@ -288,4 +349,5 @@ def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool
     except OSError as e:  # a store or index is built in a temp dir: nothing half-built is left
         raise StorageError(f"cannot prepare the dataset of zoo {spec.name!r} in {zoo_dir(out, spec)}: "
                            f"{describe_os_error(e)}; free space or make it writable, then rerun") from e
-    return [train_run(spec, run, store, out, resume=resume, device=device, progress=progress) for run in selected]
+    return [train_run(spec, run, store, out, resume=resume, device=device, progress=progress,
+                      allow_platform_change=allow_platform_change) for run in selected]

@@ -1,4 +1,4 @@
-"""The numerics path of a run: which kernels and rules compute its updates.
+"""The numerics path of a run: which kernels and rules compute its updates, and how its records are written.
 
 Every choice here changes the bits a run produces, so the path is part of the run's identity:
 config.json records it in its `numerics` table, and a run trains, resumes and replays on the
@@ -32,6 +32,7 @@ class Numerics:
     adamw: str  # the AdamW implementation
     grad_layout: str  # the memory layout gradients are reduced in
     weight_decay: str  # which parameters AdamW decays
+    loss_log: str  # how loss.jsonl writes a non-finite number
 
 
 # Every value each choice may take, with what it means. Add a value here when a new path lands.
@@ -43,15 +44,23 @@ CHOICES: dict[str, dict[Any, str]] = {
     "adamw": {"foreach-cuda": "torch's AdamW: the for-loop implementation on CPU, foreach on CUDA",
               "fused": "torch's fused AdamW kernel, on CPU and CUDA"},
     "grad_layout": {"autograd": "gradients reduced in the memory layout autograd returns them in"},
-    "weight_decay": {"ndim>=2": "every parameter with two or more dimensions is decayed"},
+    "weight_decay": {"ndim>=2": "every parameter with two or more dimensions is decayed (the attention "
+                                "biases b_Q/b_K/b_V [heads, d_head] too)",
+                     "weights": "the W_* parameters only (weight matrices and embeddings); no bias or "
+                                "LayerNorm parameter"},
+    "loss_log": {"python-json": "as Python's json writes it: a non-finite number as bare NaN or Infinity, "
+                                "which strict JSON parsers reject",
+                 "strict-json": "a non-finite number as the string \"NaN\", \"Infinity\" or \"-Infinity\": "
+                                "valid JSON, read back to the same number"},
 }
 
 LEGACY = Numerics(attention="explicit", compile=False, adamw="foreach-cuda", grad_layout="autograd",
-                  weight_decay="ndim>=2")
+                  weight_decay="ndim>=2", loss_log="python-json")
 # Compile is off unless a spec turns it on (`[numerics] compile = true`, as the research spec does): it is
 # bitwise twice and across a resume on CPU (tests/test_fast_path.py), but compiling costs a minute or more
 # on a small CPU, more than it gains at the toy zoos' sizes.
-CURRENT = dataclasses.replace(LEGACY, attention="sdpa", adamw="fused")
+CURRENT = dataclasses.replace(LEGACY, attention="sdpa", adamw="fused", weight_decay="weights",
+                              loss_log="strict-json")
 
 
 def numerics_from_table(table: Any, *, where: str, complete: bool) -> Numerics:

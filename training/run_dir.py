@@ -20,12 +20,13 @@ from checkpoints_manifest import (
     LockHeldError,
     acquire_lock,
     MANIFEST_NAME,
+    EnvironmentRecord,
     Manifest,
+    PlatformChange,
     atomic_write_bytes,
     canonical_json,
     code_version,
     discard_temp_files,
-    environment_record,
     file_entry,
     read_manifest,
     write_manifest,
@@ -33,6 +34,7 @@ from checkpoints_manifest import (
 from training import checkpoint
 from training.errors import (
     CheckpointError,
+    PlatformChangedError,
     RunDirectoryConflictError,
     RunLockedError,
     StorageError,
@@ -121,14 +123,17 @@ class RunDirectory:
 
 
 def open_run(path: Path, *, run: str, config: dict[str, Any], dataset_fingerprint: str,
-             device: str, resume: bool, final_step: int) -> RunDirectory:
-    """Create or reopen a run directory for training, refusing anything that is not this run.
+             environment: EnvironmentRecord, resume: bool, final_step: int,
+             allow_platform_change: bool = False) -> RunDirectory:
+    """Create or reopen a run directory for training on the platform `environment`, refusing anything
+    that is not this run.
 
     - another process holds the run's lock → `RunLockedError`;
     - files of another run (different config.json, or files but no config) → `RunDirectoryConflictError`;
     - an unfinished run (last checkpoint before `final_step`) without `resume` →
       `RunDirectoryConflictError` (never overwrite); a finished one simply reopens;
     - a dataset whose fingerprint differs from the manifest's → `RunDirectoryConflictError`;
+    - an unfinished run trained on another platform → `PlatformChangedError` (see `check_platform`);
     - a directory that cannot be written (full, read-only) → `StorageError`.
     """
     try:
@@ -155,6 +160,9 @@ def open_run(path: Path, *, run: str, config: dict[str, Any], dataset_fingerprin
                     f"prepared now has fingerprint {dataset_fingerprint[:16]}…; resuming would mix data. "
                     f"Rebuild the original dataset or train into another --out"
                 )
+            if manifest.checkpoints[-1:] != [final_step]:
+                manifest = check_platform(path, manifest, environment, code_version(),
+                                          allow_change=allow_platform_change)
             _discard_unlisted_checkpoints(path, {checkpoint.checkpoint_dir_name(s) for s in manifest.checkpoints})
         else:
             _discard_unlisted_checkpoints(path, set())
@@ -165,7 +173,7 @@ def open_run(path: Path, *, run: str, config: dict[str, Any], dataset_fingerprin
                 checkpoints=[],
                 dataset_fingerprint=dataset_fingerprint,
                 code_version=code_version(),
-                environment=environment_record(device),
+                environment=environment,
             )
         return RunDirectory(path, manifest, lock_fd)
     except OSError as e:
@@ -174,6 +182,33 @@ def open_run(path: Path, *, run: str, config: dict[str, Any], dataset_fingerprin
     except BaseException:
         os.close(lock_fd)
         raise
+
+
+def check_platform(path: Path, manifest: Manifest, here: EnvironmentRecord, code: str, *,
+                   allow_change: bool) -> Manifest:
+    """The manifest to resume `path` with on platform (`here`, `code`).
+
+    A platform other than the one that trained the run's latest stretch (another CPU level,
+    device, torch, precision setting, code version: whatever `bitwise_comparable` names) is
+    refused with PlatformChangedError naming each difference, unless `allow_change`: then the
+    manifest records the change at the checkpoint the run resumes from, and replay compares
+    each stretch with its own platform.
+    """
+    step = manifest.checkpoints[-1] if manifest.checkpoints else 0
+    their_code, theirs = manifest.platform_of(step + 1)
+    differences = here.bitwise_comparable(theirs)
+    if code != their_code:
+        differences.append(f"code version {code} here vs {their_code} in the manifest")
+    if not differences:
+        return manifest
+    if not allow_change:
+        raise PlatformChangedError(
+            f"{path} was trained up to step {step} on another platform: {'; '.join(differences)}. Resuming here "
+            f"would mix two platforms in one run. Resume it where it was trained, or continue here with "
+            f"--allow-platform-change (allow_platform_change=True): the manifest then records the change at step "
+            f"{step}")
+    earlier = [c for c in manifest.platform_changes if c.step < step]  # later ones left with the checkpoints after it
+    return replace(manifest, platform_changes=[*earlier, PlatformChange(step, code, here)])
 
 
 def _storage_error(path: Path, e: OSError) -> StorageError:

@@ -21,6 +21,7 @@ from typing import Any
 
 from data_index import DataIndexError, DataSpec
 
+from training.determinism import CPU_LEVELS
 from training.errors import SpecError
 from training.model import ARCHITECTURES
 from training.numerics import Numerics, numerics_from_table
@@ -55,6 +56,7 @@ class TrainingSpec:
     micro_batch_size: int
     precision: str = "float32"
     cpu_threads: int = 1  # part of the platform: CPU kernels give other bits with other thread counts
+    cpu_level: str = "native"  # part of the platform: the instruction set of CPU kernels (CPU_LEVELS)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,9 @@ class ZooSpec:
             "sizes": {k: dataclasses.asdict(v) for k, v in self.sizes.items()},
             "families": {k: list(v) for k, v in self.families.items()},
             "seeds": [list(p) for p in self.seeds],
-            "training": dataclasses.asdict(self.training),
+            # "native" is left out: a config without cpu_level is every run's from before it existed
+            "training": {k: v for k, v in dataclasses.asdict(self.training).items()
+                         if (k, v) != ("cpu_level", "native")},
             "optimizer": dataclasses.asdict(self.optimizer),
             "checkpoints": {**dataclasses.asdict(self.checkpoints),
                             "extra_steps": list(self.checkpoints.extra_steps)},
@@ -285,6 +289,10 @@ def _check_training(t: TrainingSpec, where: _Locator) -> None:
             f"{where.at(table, 'micro_batch_size')}: batch_size {t.batch_size} is not divisible by "
             f"micro_batch_size {t.micro_batch_size}; pick a micro-batch size that divides it"
         )
+    if t.cpu_level not in CPU_LEVELS:
+        raise SpecError(f"{where.at(table, 'cpu_level')}: cpu_level must be one of {', '.join(map(repr, CPU_LEVELS))} "
+                        f"(native: this machine's kernels; avx2: the same AVX2 kernels on every CPU that has them), "
+                        f"got {t.cpu_level!r}")
     if t.precision not in ("float32", "bfloat16"):
         raise SpecError(f"{where.at(table, 'precision')}: precision must be 'float32' or 'bfloat16', got {t.precision!r}")
 

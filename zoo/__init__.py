@@ -34,9 +34,10 @@ from zoo.launch import (
 
 
 def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out", resume: bool = False,
-          device: str = "cpu", progress: bool = True) -> list[RunResult]:
+          device: str = "cpu", progress: bool = True, allow_platform_change: bool = False) -> list[RunResult]:
     """Train the runs of a zoo spec (a built-in name or a TOML path); see `zoo train --help`."""
-    return train_zoo(load_spec(spec), Path(out), runs=runs, resume=resume, device=device, progress=progress)
+    return train_zoo(load_spec(spec), Path(out), runs=runs, resume=resume, device=device, progress=progress,
+                     allow_platform_change=allow_platform_change)
 
 
 __all__ = [

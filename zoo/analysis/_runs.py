@@ -16,7 +16,7 @@ from typing import Any
 import safetensors.torch
 
 from checkpoints_manifest import read_manifest
-from training.checkpoint import checkpoint_dir_name
+from training.checkpoint import checkpoint_dir_name, read_loss_stretch
 from training.model import ModelConfig, Transformer
 from training.schedule import checkpoint_steps
 from training.spec import CheckpointSpec
@@ -115,8 +115,7 @@ def open_runs(targets: list[str], *, org: str | None = None, root: str | Path | 
 
 
 def _losses(run_dir: Path, step: int) -> list[float]:
-    lines = (run_dir / "checkpoints" / checkpoint_dir_name(step) / "loss.jsonl").read_text().splitlines()
-    return [json.loads(line)["loss"] for line in lines if line.strip()]
+    return [r["loss"] for r in read_loss_stretch(run_dir / "checkpoints" / checkpoint_dir_name(step) / "loss.jsonl")]
 
 
 def require_steps(run: RunCheckpoints, steps: list[int]) -> None:

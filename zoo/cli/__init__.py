@@ -9,6 +9,8 @@ from pathlib import Path
 from checkpoints_manifest import ManifestError, ManifestNotFoundError, verify
 from data_index import DataIndexError
 from training import BUILTIN_SPECS, SPEC_ARGUMENT_HELP, TrainingError, load_spec, train_zoo
+from training.determinism import restart_with_cpu_level
+from training.errors import CpuLevelNotSetError
 from zoo.cli import analyze, data, hub, launch, replay
 from zoo.cli.demo import DEMO_ORG, run_demo
 from zoo.hub.errors import HubError
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except CpuLevelNotSetError as e:
+        if argv is None:  # this process is the zoo command: start it again with the level the run pins
+            restart_with_cpu_level(e.level)
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return 2
     except (TrainingError, DataIndexError, HubError, ManifestError, ManifestNotFoundError) as e:
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
@@ -65,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(train)
     train.add_argument("--resume", action="store_true",
                        help="continue each run from its latest complete checkpoint (bitwise equal to never stopping)")
+    train.add_argument("--allow-platform-change", action="store_true",
+                       help="resume runs trained on another platform (CPU level, device, torch, precision settings, "
+                            "code version) here anyway; each run's manifest records the step where it changed, and "
+                            "replay compares each stretch with its own platform")
     train.set_defaults(func=_train)
 
     demo = commands.add_parser("demo", help="the main job: train a quick toy subset, publish, load back bitwise",
@@ -100,7 +111,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     results = train_zoo(spec, args.out, runs=args.runs, resume=args.resume, device=args.device,
-                        progress=not args.quiet)
+                        progress=not args.quiet, allow_platform_change=args.allow_platform_change)
     _print_results(results)
     return 0
 

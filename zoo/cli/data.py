@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from data_index import StepIndex, TokenStore, batch, format_batch, format_where_seen, where_seen_text
-from training.loop import index_path
+from training.loop import check_step_index, index_path
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -32,7 +32,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def _open(zoo_dir: Path, data_seed: int) -> tuple[TokenStore, StepIndex]:
-    return TokenStore.open(zoo_dir / "data"), StepIndex.open(index_path(zoo_dir, data_seed))
+    """The zoo's store and step index, refused when the index is not the one its runs trained with."""
+    store, index = TokenStore.open(zoo_dir / "data"), StepIndex.open(index_path(zoo_dir, data_seed))
+    check_step_index(zoo_dir, index, store.fingerprint)
+    return store, index
 
 
 def _batch(args: argparse.Namespace) -> int:

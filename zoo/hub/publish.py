@@ -26,7 +26,10 @@ from checkpoints_manifest import (
     read_manifest,
     verify,
 )
+from data_index import StepIndex
 from training.checkpoint import read_loss_log
+from training.errors import StaleStepIndexError
+from training.loop import check_step_index
 from training.run_dir import LOCK_NAME
 from zoo.hub.backends import Backend, Content, Repo
 from zoo.hub.card import data_card, loss_png, model_card
@@ -152,6 +155,11 @@ def _data_files(zoo_dir: Path, zoo: str, runs: list[_Run]) -> tuple[dict[str, Co
     for folder in ["data", *(f"index/data{d}" for d in sorted({r.config["run"]["data_seed"] for r in runs}))]:
         if not (zoo_dir / folder).is_dir():
             raise PublishError(f"{zoo_dir}/{folder} is missing; rebuild it with: zoo train SPEC --resume")
+        if folder.startswith("index/"):
+            try:
+                check_step_index(zoo_dir, StepIndex.open(zoo_dir / folder), fingerprint)
+            except StaleStepIndexError as e:
+                raise PublishError(f"nothing was published: {e}") from None
         rels += [p.relative_to(zoo_dir).as_posix() for p in sorted((zoo_dir / folder).rglob("*"))
                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(zoo_dir).parts)]
     if links := [rel for rel in rels if _through_link(zoo_dir, rel)]:

@@ -29,7 +29,8 @@ import submitit
 from checkpoints_manifest import LockHeldError, ManifestNotFoundError, atomic_write_json, held_lock, read_manifest
 from data_index import prepare_store
 from training import ZooSpec, train_run
-from training.checkpoint import checkpoint_dir_name
+from training.checkpoint import checkpoint_dir_name, read_loss_stretch
+from training.determinism import restart_with_cpu_level
 from training.distributed import close_data_parallel, init_data_parallel
 from training.loop import prepare_step_index, run_path, zoo_dir
 from zoo.launch.cluster import ClusterResourceError, LaunchError, check_resources, job_states
@@ -100,6 +101,7 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> int:
         """Train the run to its last step; returns that step. Every rank of a data-parallel job runs this."""
+        restart_with_cpu_level(self.spec.training.cpu_level)  # before torch computes: the job starts again with it
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=self.device == "cuda")
@@ -203,8 +205,8 @@ def _progress(path: Path) -> tuple[int | None, float | None]:
         return None, None
     if not steps:
         return None, None
-    lines = (path / "checkpoints" / checkpoint_dir_name(steps[-1]) / "loss.jsonl").read_text().splitlines()
-    return steps[-1], json.loads(lines[-1])["loss"] if lines else None
+    records = read_loss_stretch(path / "checkpoints" / checkpoint_dir_name(steps[-1]) / "loss.jsonl")
+    return steps[-1], records[-1]["loss"] if records else None
 
 
 def _complete(out: Path, spec: ZooSpec, run: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +26,10 @@ from safetensors.torch import save as safetensors_bytes
 import torch
 from tqdm import tqdm
 
-from checkpoints_manifest import canonical_json, environment_record, sha256_bytes
+from checkpoints_manifest import EnvironmentRecord, Manifest, canonical_json, environment_record, sha256_bytes
 from training import checkpoint
 from training.determinism import set_determinism
-from training.loop import build_model, build_optimizer, loss_record, run_steps
+from training.loop import build_model, build_optimizer, loss_record, numerics_of, run_steps
 from training.model import Transformer, lm_loss
 from training.numerics import recorded_numerics
 from training.spec import RunSpec, ZooSpec, spec_from_dict
@@ -60,6 +61,7 @@ class ReplayResult:
     first_loss_difference: int | None  # first step whose loss record (loss, grad norm, lr) differs
     loss_records: list[dict[str, Any]]  # the replayed updates, in the loss log's format
     environment_differences: list[str]  # why bitwise equality is not to be expected here ([]: same platform)
+    unrecorded_platform: list[str]  # platform facts compared today that the run's manifest predates
     fetched_data: list[str]  # the data repo's chunk files this replay fetched
     model: Transformer  # the state after `to_step`
 
@@ -78,8 +80,13 @@ class ReplayResult:
             return f"BITWISE EQUAL {span}: {against}all {self.updates} loss records match byte for byte"
         where = (f"loss first differs at step {self.first_loss_difference}"
                  if self.first_loss_difference is not None else "every loss record matches")
-        env = ("; bitwise equality was not expected here: " + "; ".join(self.environment_differences)
-               if self.environment_differences else "; same platform as the run: this is a real divergence")
+        if self.environment_differences:
+            env = "; the platform differs from the run's: " + "; ".join(self.environment_differences)
+        elif self.unrecorded_platform:
+            env = (f"; the run's manifest does not record {', '.join(self.unrecorded_platform)} (it predates those "
+                   f"records), so its platform cannot be compared fully")
+        else:
+            env = "; same platform as the run: this is a real divergence"
         return (f"DIVERGED {span}: {where}; max |Δ| weights {_largest(self.weight_max_abs_diff)}, "
                 f"optimizer {_largest(self.optimizer_max_abs_diff)}{env}")
 
@@ -109,7 +116,7 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
     _fetch_checkpoints(backend, snap, from_step, compared, log_steps)
 
     spec, run = _spec_of(config)
-    set_determinism(device, spec.training.cpu_threads)
+    set_determinism(device, spec.training.cpu_threads, spec.training.cpu_level)
     net = build_model(spec, run, config["model"]["d_vocab"], device)
     if net.cfg.to_dict() != config["model"]:
         raise ReplayError(f"{snap.repo.id}: config.json's model does not match the model its run spec builds; "
@@ -120,6 +127,7 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
     data = PublishedData(backend, snapshot(backend, data_repo(org, run.zoo), None), data_seed=run.data_seed,
                          batch_size=spec.training.batch_size, fingerprint=snap.manifest.dataset_fingerprint)
     published = {r["step"]: r for r in checkpoint.read_loss_log(snap.folder, log_steps)}
+    loss_log = numerics_of(spec).loss_log
     interventions: list[str] = []
     batches = _Batches(data, from_step, to_step, device)
     views: dict[int, ReplayStep] = {}
@@ -140,13 +148,15 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
         for callback in callbacks:
             callback.after_update(view)
         records.append(loss_record(loop, stats))
-        if first_diff is None and records[-1] != published.get(loop.step):
+        if first_diff is None and not _same_record(records[-1], published.get(loop.step), loss_log):
             first_diff = loop.step
         bar.update(1)
     bar.close()
 
-    final = checkpoint.capture(net, optimizer, loop, [r for r in records if r["step"] > _previous(steps, to_step)])
+    final = checkpoint.capture(net, optimizer, loop, [r for r in records if r["step"] > _previous(steps, to_step)],
+                               loss_log=loss_log)
     weights_diff, moments_diff, files_equal = ({}, {}, True) if compared is None else _compare(snap, final)
+    differences, unrecorded = _platform_differences(snap.manifest, environment_record(device), from_step, to_step)
     counterfactual = bool(interventions)
     return ReplayResult(
         repo_id=snap.repo.id, from_step=from_step, to_step=to_step, updates=len(records),
@@ -154,8 +164,7 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
         bitwise_equal=None if counterfactual else (files_equal and first_diff is None),
         weight_max_abs_diff=weights_diff, optimizer_max_abs_diff=moments_diff,
         first_loss_difference=None if counterfactual else first_diff, loss_records=records,
-        environment_differences=environment_record(device).bitwise_comparable(snap.manifest.environment),
-        fetched_data=data.fetched, model=net)
+        environment_differences=differences, unrecorded_platform=unrecorded, fetched_data=data.fetched, model=net)
 
 
 class Explain(Callback):
@@ -214,6 +223,30 @@ def _spec_of(config: dict[str, Any]) -> tuple[ZooSpec, RunSpec]:
     return spec, RunSpec(run["zoo"], run["model"], run["architecture"], only.size, run["init_seed"], run["data_seed"])
 
 
+def _platform_differences(manifest: Manifest, here: EnvironmentRecord, start: int, stop: int,
+                          ) -> tuple[list[str], list[str]]:
+    """How this platform differs from the one each stretch of updates start+1 … stop was trained on
+    (a run resumed elsewhere by request has several), and what the run's records predate."""
+    stretches: list[tuple[int, int, EnvironmentRecord]] = []
+    for step in range(start + 1, stop + 1):
+        _, environment = manifest.platform_of(step)
+        if stretches and stretches[-1][2] is environment:
+            stretches[-1] = (stretches[-1][0], step, environment)
+        else:
+            stretches.append((step, step, environment))
+    differences, unrecorded = [], []
+    for first, last, environment in stretches:
+        prefix = f"steps {first}-{last}: " if environment is not manifest.environment else ""
+        differences += [prefix + d for d in here.bitwise_comparable(environment)]
+        unrecorded += [name for name in here.unrecorded_in(environment) if name not in unrecorded]
+    return differences, unrecorded
+
+
+def _same_record(ours: dict[str, Any], theirs: dict[str, Any] | None, loss_log: str) -> bool:
+    """Loss records compared by their bytes in the run's loss.jsonl format: a NaN equals itself."""
+    return theirs is not None and checkpoint.loss_lines([ours], loss_log) == checkpoint.loss_lines([theirs], loss_log)
+
+
 def _fetch_checkpoints(backend: Backend, snap: Snapshot, start: int, compared: int | None,
                        log_steps: list[int]) -> None:
     """Checkpoint `start` whole, checkpoint `compared` (if any) and the loss log stretches covering the replay."""
@@ -246,7 +279,7 @@ def _compare(snap: Snapshot, final: checkpoint.Snapshot) -> tuple[dict[str, floa
         "model.safetensors": safetensors_bytes(final.weights),
         "optimizer.safetensors": safetensors_bytes(final.optimizer),
         "state.json": canonical_json(final.loop.to_dict()).encode(),
-        "loss.jsonl": checkpoint.loss_lines(final.loss_records),
+        "loss.jsonl": checkpoint.loss_lines(final.loss_records, final.loss_log),
     }
     relpath = f"checkpoints/{checkpoint.checkpoint_dir_name(final.loop.step)}/"
     files_equal = all(sha256_bytes(data) == snap.manifest.files[relpath + name].sha256
@@ -259,8 +292,21 @@ def _max_abs_diff(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]
     if ours.keys() != theirs.keys():
         raise ReplayError(f"the published checkpoint holds tensors {sorted(ours.keys() ^ theirs.keys())} that the "
                           f"replayed state does not (or the reverse); it was written by another version of zoo")
-    return {name: (ours[name].double() - theirs[name].double()).abs().max().item() if ours[name].numel() else 0.0
-            for name in sorted(ours)}
+    return {name: _tensor_max_abs_diff(ours[name], theirs[name]) for name in sorted(ours)}
+
+
+def _tensor_max_abs_diff(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    """0.0 for tensors with the same bytes (NaNs included); else the largest |Δ| of differing elements,
+    inf where a NaN or an infinity stands against another value."""
+    if ours.dtype == theirs.dtype and torch.equal(_bytes(ours), _bytes(theirs)) or not ours.numel():
+        return 0.0
+    a, b = ours.double(), theirs.double()
+    delta = torch.where((a == b) | (a.isnan() & b.isnan()), 0.0, (a - b).abs())
+    return torch.nan_to_num(delta, nan=math.inf).max().item()
+
+
+def _bytes(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().contiguous().reshape(-1).view(torch.uint8)
 
 
 def _previous(steps: list[int], step: int) -> int:
