@@ -31,9 +31,11 @@ from training.run_dir import LOCK_NAME
 from zoo.hub.backends import Backend, Content, Repo
 from zoo.hub.card import data_card, loss_png, model_card
 from zoo.hub.errors import PublishError
+from zoo.hub.interop import interop_files
 
 REGISTRY = "zoo-registry"  # dataset repo per org listing its published runs (the Hub API has no org listing here)
 REGISTRY_FILE = "registry.json"
+TOKENIZER_PATH = "data/tokenizer.json"  # in a zoo directory and in its dataset repo
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,12 @@ def _publish_runs(path: Path, org: str, backend: Backend) -> list[Published]:
     data_repo = Repo(data_repo_id(org, zoo), "dataset")
     results = [_publish_repo(backend, data_repo, data_manifest, data_files, tag=None, cards={
         "README.md": data_card(zoo, data_manifest, sorted({r.config["run"]["data_seed"] for r in runs})).encode()})]
+    tokenizer_json = (zoo_dir / TOKENIZER_PATH).read_bytes()
     for run in runs:
         files: dict[str, Content] = {rel: run.path / rel for rel in run.manifest.files}
         cards = {"README.md": model_card(org, run.config, run.manifest, data_repo=data_repo.id).encode(),
-                 "loss.png": loss_png(read_loss_log(run.path, run.manifest.checkpoints), run.manifest.run)}
+                 "loss.png": loss_png(read_loss_log(run.path, run.manifest.checkpoints), run.manifest.run),
+                 **interop_files(run.config, run.manifest, tokenizer_json)}
         results.append(_publish_repo(backend, Repo(f"{org}/{run.manifest.run}", "model"), run.manifest, files,
                                      tag=f"step{run.manifest.checkpoints[-1]}", cards=cards))
     results.append(_register(backend, org, runs))
