@@ -1,4 +1,9 @@
-"""Export to TransformerLens: logits and every shared hook's activations match ours (float tolerance)."""
+"""Export to TransformerLens 3: logits and every shared hook's activations match ours (float tolerance).
+
+TL 4 (the extra `tl`, what CI installs) has no HookedTransformer: tests/test_tl_bridge.py covers it.
+"""
+
+from importlib.metadata import version
 
 import pytest
 import torch
@@ -6,7 +11,10 @@ import torch
 from training.model import ModelConfig, Transformer, init_weights
 from zoo.analysis import export_tl
 
-pytest.importorskip("transformer_lens", reason="the optional extra `tl` is not installed")
+pytest.importorskip("transformer_lens", reason="the optional extra `tl3` is not installed")
+if int(version("transformer-lens").split(".")[0]) != 3:
+    pytest.skip("TransformerLens 4 is installed (the extra `tl`); the TL 3 path needs the extra `tl3`",
+                allow_module_level=True)
 
 
 def _model(arch: str) -> Transformer:

@@ -1,4 +1,4 @@
-"""Model and dataset cards (README.md with Hub YAML metadata) and the loss-curve PNG.
+"""Run (model) cards: README.md with Hub YAML metadata, and the loss-curve PNG; zoo_card.py has the zoo's.
 
 Every byte is a function of the run's files, so publishing again yields the same
 card and makes no commit.
@@ -64,27 +64,6 @@ def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_rep
         f"Dataset fingerprint: `{manifest.dataset_fingerprint}`  ",
         f"Code version: `{manifest.code_version}`; platform: torch {manifest.environment.torch}, "
         f"{manifest.environment.device}.",
-        "",
-    ])
-
-
-def data_card(zoo: str, manifest: Manifest, data_seeds: list[int]) -> str:
-    """README.md of a zoo's dataset repo: what is in it and which runs it trained."""
-    tags = ["zoo", "mechanistic-interpretability", "zarr", zoo]
-    return _front_matter(tags, []) + "\n".join([
-        f"# {zoo} data",
-        "",
-        f"The token store, tokenizer and per-step batch index of the `{zoo}` zoo: which samples every update "
-        f"of every run trained on.",
-        "",
-        "| folder | holds |",
-        "|---|---|",
-        "| `data/` | `tokenizer.json`, the zarr token store (`tokens`, `doc_offsets`), `store.json` |",
-        *(f"| `index/data{d}/` | zarr step index of data_seed {d}: `batches [step, row]` and document → "
-          f"(step, row) |" for d in data_seeds),
-        "",
-        f"Dataset fingerprint: `{manifest.dataset_fingerprint}` (sha256 over token store and tokenizer); "
-        f"`manifest.json` lists every file with its sha256.",
         "",
     ])
 

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 from checkpoints_manifest import MANIFEST_NAME, Manifest, ManifestError, sha256_bytes
 from data_index import load_tokenizer
 from training.checkpoint import checkpoint_dir_name
+from training.schedule import describe_steps
 from training.model import ModelInputError, Transformer
 from zoo.hub import verified
 from zoo.hub.backends import Backend, Repo
@@ -264,14 +265,9 @@ def pick_step(snap: Snapshot, config: dict[str, Any], step: int | str | None, to
     if step not in steps:
         nearest = sorted(sorted(steps, key=lambda s: (abs(s - step), s))[:2])
         raise UnknownModelError(f"{snap.repo.id} has no checkpoint at step {step}; nearest: "
-                                f"{', '.join(map(str, nearest))} (checkpoints: {_summary(steps)})")
+                                f"{', '.join(map(str, nearest))} (checkpoints: {describe_steps(steps)}; "
+                                f"{len(steps)} in all)")
     return step
-
-
-def _summary(steps: list[int]) -> str:
-    shown = ", ".join(map(str, steps)) if len(steps) <= 12 else (
-        ", ".join(map(str, steps[:6])) + ", …, " + ", ".join(map(str, steps[-3:])))
-    return f"{shown}; {len(steps)} in all"
 
 
 def load_model(backend: Backend, snap: Snapshot, step: int | str | None, tokens: int | None) -> Loaded:
