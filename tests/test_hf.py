@@ -14,6 +14,7 @@ import torch
 
 import zoo
 from hub_server import HubServer
+from training.model import lm_loss
 from zoo.hub import IntegrityError
 from zoo.hub.backends import HubBackend
 
@@ -54,6 +55,10 @@ def test_generate_gives_the_tokens_of_a_greedy_loop_over_zoo_loads_model(trained
         while tokens.shape[1] < 16 and tokens[0, -1] != eos:  # generate stops at EOS too
             tokens = torch.cat([tokens, ours.model(tokens)[:, -1:].argmax(-1)], dim=1)
         assert torch.equal(generated, tokens), ours.to_string(generated[0])
+    # transformers' loss is the training loss; a left-padded batch, which the model cannot mask, is refused
+    torch.testing.assert_close(theirs(tokens, labels=tokens).loss, lm_loss(ours.model(tokens)[:, :-1], tokens[:, 1:]))
+    with pytest.raises(ValueError, match="pad on the right"):
+        theirs(tokens, attention_mask=torch.ones_like(tokens).index_fill(1, torch.tensor([0]), 0))
 
 
 def test_to_tokens_fetches_only_the_tokenizer_round_trips_and_auto_tokenizer_gives_the_same_ids(

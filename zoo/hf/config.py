@@ -21,6 +21,7 @@ class ZooConfig(PretrainedConfig):
     attribute_map = {"hidden_size": "d_model", "num_hidden_layers": "n_layers", "num_attention_heads": "n_heads",
                      "vocab_size": "d_vocab", "max_position_embeddings": "n_ctx"}
 
+    # Defaults (transformers builds a default config to compare with): the toy zoo's 1l GELU model.
     n_layers: int = 1
     d_model: int = 64
     n_heads: int = 4

@@ -22,8 +22,8 @@ from tokenizers import Tokenizer
 from checkpoints_manifest import MANIFEST_NAME, Manifest, ManifestError, sha256_bytes
 from data_index import load_tokenizer
 from training.checkpoint import checkpoint_dir_name
-from training.schedule import describe_steps
 from training.model import ModelInputError, Transformer
+from training.schedule import describe_steps
 from zoo.hub import verified
 from zoo.hub.backends import Backend, Repo
 from zoo.hub.errors import HubError, IntegrityError, UnknownModelError, UnsafeArtifactError, mismatch_error
@@ -279,10 +279,10 @@ def load_model(backend: Backend, snap: Snapshot, step: int | str | None, tokens:
     path = _checkpoint_file(chosen, "model.safetensors")
     model = load_weights(cfg, verified_path(backend, snap, path), f"{snap.repo.id}/{path}")
     return Loaded(model, config, snap.manifest, chosen, snap.repo.id, snap.revision,
-                  lambda: fetch_tokenizer(backend, snap, config))
+                  lambda: run_tokenizer(backend, snap, config))
 
 
-def fetch_tokenizer(backend: Backend, snap: Snapshot, config: dict[str, Any]) -> Tokenizer:
+def run_tokenizer(backend: Backend, snap: Snapshot, config: dict[str, Any]) -> Tokenizer:
     """The run's tokenizer: tokenizer.json alone from its zoo's dataset repo, checked against that repo's
     manifest, whose dataset fingerprint must be the run's."""
     org = snap.repo.id.split("/")[0]

@@ -2,8 +2,10 @@
 
 Each repo gets at most two commits per publish: first every file that is missing
 remotely, then manifest.json (recording the commit each file was published at) with
-the card. Publishing again uploads only what is missing and commits nothing when
-nothing is, so a killed publish is completed by running it again.
+the files derived from the run's: the card and its figure (the zoo card on the dataset
+repo), and in a run repo what transformers reads (zoo.hub.interop). Publishing again
+uploads only what is missing and commits nothing when nothing is, so a killed publish is
+completed by running it again.
 """
 
 from __future__ import annotations
@@ -97,11 +99,14 @@ def _publish_repos(runs: list[_Run], zoo_dir: Path, org: str, backend: Backend, 
     zoo = runs[0].config["run"]["zoo"]
     data_files, data_manifest = _data_files(zoo_dir, zoo, runs)
     data_repo = Repo(data_repo_id(org, zoo), "dataset")
-    logs = {run.path: read_loss_log(run.path, run.manifest.checkpoints) for run in runs}
-    shown = _card_runs(runs, logs) + _card_runs(_published_before(backend, org, zoo_dir, runs), {})
+    shown = runs + _published_before(backend, org, zoo_dir, runs)
+    logs = {run.path: read_loss_log(run.path, run.manifest.checkpoints) for run in shown}
+    card_runs = [CardRun(run.manifest.run, run.config, run.manifest.checkpoints,
+                         [(r["step"], r["loss"]) for r in logs[run.path]]) for run in shown]
     results = [_publish_repo(backend, data_repo, data_manifest, data_files, tag=None, cards={
-        "README.md": zoo_card(zoo, org, shown, data_manifest, sorted({r.config["run"]["data_seed"] for r in runs}))
-        .encode(), FIGURE: zoo_loss_png(zoo, shown)})]
+        "README.md": zoo_card(zoo, org, card_runs, data_manifest,
+                              sorted({r.config["run"]["data_seed"] for r in runs})).encode(),
+        FIGURE: zoo_loss_png(zoo, card_runs)})]
     bar.update()
     tokenizer_json = (zoo_dir / TOKENIZER_PATH).read_bytes()
     for run in runs:
@@ -115,13 +120,6 @@ def _publish_repos(runs: list[_Run], zoo_dir: Path, org: str, backend: Backend, 
     results.append(_register(backend, org, runs))
     bar.update()
     return results
-
-
-def _card_runs(runs: list[_Run], logs: dict[Path, list[dict[str, Any]]]) -> list[CardRun]:
-    """What the zoo card shows of `runs` (their loss logs read unless given in `logs`)."""
-    return [CardRun(run.manifest.run, run.config, run.manifest.checkpoints, [
-        (r["step"], r["loss"]) for r in logs.get(run.path) or read_loss_log(run.path, run.manifest.checkpoints)])
-        for run in runs]
 
 
 def _published_before(backend: Backend, org: str, zoo_dir: Path, runs: list[_Run]) -> list[_Run]:
