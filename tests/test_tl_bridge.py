@@ -11,7 +11,7 @@ from importlib.metadata import version
 import pytest
 import torch
 
-from training.model import ModelConfig, Transformer, init_weights
+from helpers import small_model
 from zoo.analysis import export_tl
 
 pytest.importorskip("transformer_lens", reason="the optional extra `tl` is not installed")
@@ -22,17 +22,9 @@ if int(version("transformer-lens").split(".")[0]) < 4:
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 
-def _model(arch: str) -> Transformer:
-    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=0 if arch == "attn-only" else 32,
-                      n_ctx=12, d_vocab=50, architecture=arch)
-    model = Transformer(cfg)
-    init_weights(model, torch.Generator().manual_seed(3))
-    return model
-
-
 @pytest.mark.parametrize("arch", ["attn-only", "gelu", "solu"])
 def test_bridge_matches_ours_in_logits_and_every_shared_hook(arch, tmp_path):
-    ours = _model(arch)
+    ours = small_model(arch)
     tokens = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(1))
     logits, cache = ours.run_with_cache(tokens)
     for bridge in (export_tl.to_transformer_bridge(ours), export_tl.load_exported(export_tl.export(ours, tmp_path))):
@@ -51,7 +43,7 @@ def test_bridge_matches_ours_in_logits_and_every_shared_hook(arch, tmp_path):
 
 
 def test_a_hook_that_edits_an_activation_changes_the_bridge_as_it_changes_ours():
-    ours, tokens = _model("gelu"), torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(2))
+    ours, tokens = small_model("gelu"), torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(2))
     bridge = export_tl.to_transformer_bridge(ours)
 
     def ablate(activation, hook):

@@ -8,7 +8,7 @@ from importlib.metadata import version
 import pytest
 import torch
 
-from training.model import ModelConfig, Transformer, init_weights
+from helpers import small_model
 from zoo.analysis import export_tl
 
 pytest.importorskip("transformer_lens", reason="the optional extra `tl3` is not installed")
@@ -17,17 +17,9 @@ if int(version("transformer-lens").split(".")[0]) != 3:
                 allow_module_level=True)
 
 
-def _model(arch: str) -> Transformer:
-    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=0 if arch == "attn-only" else 32,
-                      n_ctx=12, d_vocab=50, architecture=arch)
-    model = Transformer(cfg)
-    init_weights(model, torch.Generator().manual_seed(3))
-    return model
-
-
 @pytest.mark.parametrize("arch", ["attn-only", "gelu", "solu"])
 def test_exported_model_matches_ours_in_logits_and_every_shared_hook(arch, tmp_path):
-    ours = _model(arch)
+    ours = small_model(arch)
     theirs = export_tl.load_exported(export_tl.export(ours, tmp_path))
     tokens = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(1))
     logits, cache = ours.run_with_cache(tokens)

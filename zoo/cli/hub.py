@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from training.schedule import describe_steps
+from training.spec import seeds_label
 from zoo.hub import download, download_data, list_models, publish
 
 _ROOT_HELP = "a directory root (path or file://URL) instead of the Hub at HF_ENDPOINT"
@@ -62,8 +63,8 @@ def _publish(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     print(f"{'zoo':<10} {'model':<16} {'arch':<10} {'layers':>6} {'d_model':>7} {'seeds':>9} {'ckpts':>5}  steps")
     for r in list_models(org=args.org, root=args.root):
-        seeds = f"{r.init_seed}" if r.init_seed == r.data_seed else f"{r.init_seed}/{r.data_seed}"
-        print(f"{r.zoo:<10} {r.model:<16} {r.architecture:<10} {r.n_layers:>6} {r.d_model:>7} {seeds:>9} "
+        print(f"{r.zoo:<10} {r.model:<16} {r.architecture:<10} {r.n_layers:>6} {r.d_model:>7} "
+              f"{seeds_label(r.init_seed, r.data_seed):>9} "
               f"{len(r.steps):>5}  {describe_steps(r.steps)}")
     return 0
 

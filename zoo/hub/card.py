@@ -23,12 +23,18 @@ def _front_matter(tags: list[str], datasets: list[str]) -> str:
     return "\n".join(lines)
 
 
+def seed_arguments(run: dict[str, Any]) -> str:
+    """The seeds of a run as `zoo.load` takes them: `seed=3`, or `init_seed=1, data_seed=2`."""
+    if run["init_seed"] == run["data_seed"]:
+        return f"seed={run['init_seed']}"
+    return f"init_seed={run['init_seed']}, data_seed={run['data_seed']}"
+
+
 def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_repo: str) -> str:
     """README.md of a run repo: metadata, what the model is, its loss curve, how to load and replay it."""
     run, model = config["run"], config["model"]
     steps = manifest.checkpoints
-    seed = (f"seed={run['init_seed']}" if run["init_seed"] == run["data_seed"]
-            else f"init_seed={run['init_seed']}, data_seed={run['data_seed']}")
+    seed = seed_arguments(run)
     tags = ["zoo", "mechanistic-interpretability", "transformer-lens", run["architecture"], run["zoo"]]
     table = [
         "| zoo | model | architecture | n_layers | d_model | n_heads | d_head | d_mlp | d_vocab | n_ctx "

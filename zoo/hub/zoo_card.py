@@ -19,7 +19,8 @@ import numpy as np
 from checkpoints_manifest import Manifest
 from training.model import ARCHITECTURES
 from training.schedule import describe_steps
-from zoo.hub.card import _front_matter
+from training.spec import seeds_label
+from zoo.hub.card import _front_matter, seed_arguments
 
 FIGURE = "loss.png"
 _LINE_STYLES = ("-", "--", ":", "-.")
@@ -40,9 +41,7 @@ class CardRun:
 
     @property
     def seeds(self) -> str:
-        run = self.config["run"]
-        init, data = run["init_seed"], run["data_seed"]
-        return str(init) if init == data else f"{init}/{data}"
+        return seeds_label(self.config["run"]["init_seed"], self.config["run"]["data_seed"])
 
 
 def zoo_card(zoo: str, org: str, runs: list[CardRun], manifest: Manifest, data_seeds: list[int]) -> str:
@@ -50,10 +49,7 @@ def zoo_card(zoo: str, org: str, runs: list[CardRun], manifest: Manifest, data_s
     models = _by_model(runs)
     window = _window(runs)
     first = models[0][1][0]
-    seed = first.config["run"]
-    who = (f"seed={seed['init_seed']}" if seed["init_seed"] == seed["data_seed"]
-           else f"init_seed={seed['init_seed']}, data_seed={seed['data_seed']}")
-    where = f'{who}, zoo="{zoo}", org="{org}"'
+    where = f'{seed_arguments(first.config["run"])}, zoo="{zoo}", org="{org}"'
     rows = []
     for model, group in models:
         config = group[0].config
