@@ -23,30 +23,27 @@ from data_index import EOS_TOKEN
 from training.checkpoint import checkpoint_dir_name
 
 MODEL_TYPE = "zoo"  # transformers' model_type of zoo models (zoo.hf registers it)
-MODEL_CLASS = "ZooForCausalLM"
-TOKENIZER_FILE = "tokenizer.json"
-RUN_KEY = "zoo_run"  # the run and step a checkpoint config describes (provenance only)
 
 
 def transformers_config(config: dict[str, Any], step: int, eos_token_id: int) -> dict[str, Any]:
     """transformers' config.json of the run's checkpoint `step`: the model in TransformerLens fields."""
     run = config["run"]
     return {
-        "architectures": [MODEL_CLASS],
+        "architectures": ["ZooForCausalLM"],
         "model_type": MODEL_TYPE,
         **config["model"],
         "bos_token_id": eos_token_id,  # a document starts after the previous one's EOS
         "eos_token_id": eos_token_id,
         "pad_token_id": eos_token_id,
         "use_cache": False,  # the model keeps no key/value cache: generate runs the whole prefix each step
-        RUN_KEY: {key: run[key] for key in ("zoo", "model", "init_seed", "data_seed")} | {"step": step},
+        "zoo_run": {key: run[key] for key in ("zoo", "model", "init_seed", "data_seed")} | {"step": step},
     }
 
 
 def interop_files(config: dict[str, Any], manifest: Manifest, tokenizer_json: bytes) -> dict[str, bytes]:
     """Every transformers file of a run repo: the tokenizer at the root and a config per checkpoint."""
     eos = Tokenizer.from_str(tokenizer_json.decode()).token_to_id(EOS_TOKEN)
-    files = {TOKENIZER_FILE: tokenizer_json, "tokenizer_config.json": canonical_json({
+    files = {"tokenizer.json": tokenizer_json, "tokenizer_config.json": canonical_json({
         "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOS_TOKEN, "bos_token": EOS_TOKEN,
         "pad_token": EOS_TOKEN, "model_max_length": config["model"]["n_ctx"], "add_prefix_space": False,
     }).encode()}

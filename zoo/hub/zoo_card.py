@@ -107,7 +107,7 @@ def zoo_loss_png(zoo: str, runs: list[CardRun]) -> bytes:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FormatStrFormatter
 
     window = _window(runs)
     figure = Figure(figsize=(8, 4.5), dpi=100)
@@ -117,18 +117,20 @@ def zoo_loss_png(zoo: str, runs: list[CardRun]) -> bytes:
         architecture = group[0].config["run"]["architecture"]
         sizes = sorted({_size(r) for r in runs if r.config["run"]["architecture"] == architecture})
         style = _LINE_STYLES[sizes.index(_size(group[0])) % len(_LINE_STYLES)]
-        common = sorted(set.intersection(*({s for s, _ in r.losses} for r in group)))
-        if len(common) < window:
+        steps = sorted(set.intersection(*({s for s, _ in r.losses} for r in group)))
+        if not steps:
             continue  # not trained yet: nothing to draw
-        curves = np.array([_moving_average([dict(r.losses)[s] for s in common], window) for r in group])
-        steps = common[window - 1:]
+        curves = np.array([_moving_average([dict(r.losses)[s] for s in steps], window) for r in group])
         axes.plot(steps, curves.mean(axis=0), color=colours[architecture], linestyle=style, linewidth=1.2,
                   label=f"{model} ({len(group)} seed{'s' if len(group) > 1 else ''})")
         if len(group) > 1:
             axes.fill_between(steps, curves.min(axis=0), curves.max(axis=0), color=colours[architecture], alpha=0.2,
                               linewidth=0)
     axes.set_xscale("log")
-    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.set_yscale("log")  # early steps and the last differences between models both stay visible
+    axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axes.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axes.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     smoothed = f"; moving average over {window} steps" if window > 1 else ""
     axes.set(xlabel="step", ylabel="loss", title=f"{zoo}: loss of every run (its seeds as a band{smoothed})")
     axes.grid(alpha=0.3, which="both")
@@ -158,4 +160,7 @@ def _window(runs: list[CardRun]) -> int:
 
 
 def _moving_average(values: list[float], window: int) -> np.ndarray:
-    return np.convolve(np.asarray(values, dtype=np.float64), np.ones(window) / window, mode="valid")
+    """The mean of each value and the `window - 1` before it (fewer at the start, so no step is dropped)."""
+    sums = np.cumsum(np.asarray(values, dtype=np.float64))
+    before = np.concatenate([np.zeros(window), sums[:-window]])[:len(sums)]
+    return (sums - before) / np.minimum(np.arange(1, len(sums) + 1), window)
