@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start a one-node Slurm cluster on this machine (Debian, root, no systemd).
+# Start a one-node Slurm cluster on this machine (Debian, root, no systemd). Elsewhere it exits 1
+# with one line saying why (scripts/test.sh then runs every other test).
 #
 # Idempotent: each step checks before acting, so a second run with everything up
 # only verifies and exits 0 within a second. The tests' `slurm_cluster` fixture
@@ -15,6 +16,12 @@ MUNGE_KEY=/etc/munge/munge.key
 WAIT_S=60
 
 step() { echo "slurm_up: $*"; }
+
+# This machine cannot host the cluster: one line, no daemon logs (none of ours ran).
+cannot() {
+    echo "slurm_up: ERROR: $*" >&2
+    exit 1
+}
 
 die() {
     echo "slurm_up: ERROR: $*" >&2
@@ -34,12 +41,14 @@ alive() {
     [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == "$name" ]]
 }
 
-[[ $(id -u) -eq 0 ]] || die "run as root (installs packages and starts daemons)"
+[[ $(id -u) -eq 0 ]] || cannot "run as root (installs packages and starts daemons)"
 
 # 1. packages
 if command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
     && command -v sbatch >/dev/null && command -v munged >/dev/null; then
     step "packages present"
+elif ! command -v apt-get >/dev/null; then
+    cannot "Slurm is not installed and this is not Debian (no apt-get): install slurmctld, slurmd, slurm-client, munge"
 else
     step "installing slurmctld slurmd slurm-client munge"
     # The packages' postinst would start the daemons through init scripts with no

@@ -4,7 +4,19 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
+import torch
+
 from checkpoints_manifest import read_manifest, write_manifest
+from training.model import ModelConfig, Transformer, init_weights
+
+
+def small_model(arch: str) -> Transformer:
+    """A 2-layer model of `arch` (d_model 16, n_ctx 12, d_vocab 50), seeded: for export parity tests."""
+    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=0 if arch == "attn-only" else 32,
+                      n_ctx=12, d_vocab=50, architecture=arch)
+    model = Transformer(cfg)
+    init_weights(model, torch.Generator().manual_seed(3))
+    return model
 
 
 def tree_digest(root: Path) -> dict[str, str]:

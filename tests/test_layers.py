@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("checkpoints_manifest", "data_index", "training", "zoo")
-ZOO_JOBS = ("hub", "launch", "replay", "analysis", "cli")
+ZOO_JOBS = ("hub", "launch", "replay", "hf", "analysis", "cli")
 _LOWER = {"checkpoints_manifest", "data_index", "training"}
 
 # unit -> the units it may import (besides itself). `zoo` is the facade package's own __init__.
@@ -21,9 +21,10 @@ ALLOWED = {
     "zoo.hub": _LOWER,
     "zoo.launch": _LOWER,
     "zoo.replay": _LOWER | {"zoo.hub"},
-    "zoo.analysis": _LOWER | {"zoo.hub", "zoo.replay"},
-    "zoo.cli": _LOWER | {"zoo.hub", "zoo.launch", "zoo.replay", "zoo.analysis"},
-    "zoo": _LOWER | {"zoo.hub", "zoo.launch", "zoo.replay", "zoo.analysis"},
+    "zoo.hf": _LOWER | {"zoo.hub"},
+    "zoo.analysis": _LOWER | {"zoo.hub", "zoo.replay", "zoo.hf"},
+    "zoo.cli": _LOWER | {"zoo.hub", "zoo.launch", "zoo.replay", "zoo.hf", "zoo.analysis"},
+    "zoo": _LOWER | {"zoo.hub", "zoo.launch", "zoo.replay", "zoo.hf", "zoo.analysis"},
 }
 
 

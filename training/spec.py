@@ -83,6 +83,11 @@ class CheckpointSpec:
     extra_steps: tuple[int, ...] = ()
 
 
+def seeds_label(init_seed: int, data_seed: int) -> str:
+    """A run's seeds as tables show them: `3`, or `1/2` (init/data) when they differ."""
+    return str(init_seed) if init_seed == data_seed else f"{init_seed}/{data_seed}"
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One model of a zoo with one (init_seed, data_seed) pair: the unit of training."""

@@ -2,10 +2,13 @@
 
 The Python API mirrors the CLI: `zoo.train("toy", runs="solu-*")` is `zoo train toy --runs 'solu-*'`.
 One package per job: `zoo.hub` (publish, list, load, download), `zoo.replay` (replay a published
-run, `zoo.replay.replay`), `zoo.launch` (Slurm jobs, `zoo.launch.launch`), `zoo.analysis`, `zoo.cli`.
+run, `zoo.replay.replay`), `zoo.launch` (Slurm jobs, `zoo.launch.launch`), `zoo.hf` (zoo models in
+transformers, registered with its Auto classes on import when transformers is installed),
+`zoo.analysis`, `zoo.cli`.
 `zoo.replay` and `zoo.launch` name those packages only; their functions are imported from them.
 """
 
+from importlib.util import find_spec
 from pathlib import Path
 
 from training import RunResult, load_spec, train_zoo
@@ -31,6 +34,9 @@ from zoo.launch import (
     RunStatus,
     status,
 )
+
+if find_spec("transformers") is not None:  # the `hf` extra: zoo models in transformers' Auto classes
+    from zoo import hf  # noqa: F401 (registers ZooConfig and ZooForCausalLM)
 
 
 def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out", resume: bool = False,

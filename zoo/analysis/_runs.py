@@ -19,7 +19,7 @@ from checkpoints_manifest import read_manifest
 from training.checkpoint import checkpoint_dir_name, read_loss_stretch
 from training.model import ModelConfig, Transformer
 from training.schedule import checkpoint_steps
-from training.spec import CheckpointSpec
+from training.spec import CheckpointSpec, seeds_label
 import zoo.hub as hub
 from zoo.analysis._errors import MissingCheckpointsError, RunNotFoundError
 
@@ -40,8 +40,7 @@ class RunCheckpoints:
 
     @property
     def seed(self) -> str:
-        run = self.config["run"]
-        return str(run["init_seed"]) if run["init_seed"] == run["data_seed"] else f"{run['init_seed']}/{run['data_seed']}"
+        return seeds_label(self.config["run"]["init_seed"], self.config["run"]["data_seed"])
 
     @property
     def expected_steps(self) -> list[int]:

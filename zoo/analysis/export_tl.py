@@ -1,17 +1,20 @@
-"""Export a zoo checkpoint to TransformerLens (TL) and load it there.
+"""Export a zoo checkpoint to TransformerLens (TL) and load it there: TL 4's TransformerBridge, or TL 3's
+HookedTransformer.
 
-Our parameters already carry TL's names and shapes, so the export is a copy: the
-state dict unchanged, and a HookedTransformerConfig built from our config's TL fields.
-`export` writes them as `tl_config.json` + `model.safetensors` (no pickle); `load_exported`
-builds the HookedTransformer from those files. TransformerLens is the optional extra `tl`.
+Our parameters already carry TL's names and shapes, so the export is a copy: the state dict
+unchanged, and a config built from our config's TL fields. TL 4 builds its own native model from
+that config (`TransformerBridge.boot_native`) and takes TL-format weights through its checkpoint
+converter; TL 3 builds a HookedTransformer. `export` writes `tl_config.json` + `model.safetensors`
+(no pickle); `load_exported` builds the installed TL's model from them. TransformerLens 4 is the
+optional extra `tl`, TL 3 the extra `tl3`.
 """
 
 from __future__ import annotations
 
+import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-
-import json
 
 import safetensors.torch
 
@@ -44,25 +47,60 @@ def export(model: Transformer, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def to_transformer_bridge(model: Transformer) -> Any:
+    """The same weights in a TransformerLens 4 TransformerBridge over TL's native model (`pip install .[tl]`)."""
+    _require_tl(4)
+    return _bridge(tl_config(model.cfg), model.state_dict())
+
+
 def to_hooked_transformer(model: Transformer) -> Any:
-    """The same weights in a TransformerLens HookedTransformer (needs `pip install .[tl]`)."""
-    return _build(tl_config(model.cfg), model.state_dict())
+    """The same weights in a TransformerLens 3 HookedTransformer (`pip install .[tl3]`)."""
+    _require_tl(3)
+    return _hooked(tl_config(model.cfg), model.state_dict())
 
 
 def load_exported(path: str | Path) -> Any:
-    """A HookedTransformer from a folder written by `export`."""
+    """The installed TransformerLens's model (TL 4: a TransformerBridge, TL 3: a HookedTransformer) from a
+    folder written by `export`."""
     path = Path(path)
     if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise AnalysisError(f"{path} is not a TL export (needs {CONFIG_FILE} and {WEIGHTS_FILE}); "
                             f"write one with zoo.analysis.export_tl.export")
-    return _build(json.loads((path / CONFIG_FILE).read_text()), safetensors.torch.load_file(path / WEIGHTS_FILE))
+    build = _bridge if _tl_major() >= 4 else _hooked
+    return build(json.loads((path / CONFIG_FILE).read_text()), safetensors.torch.load_file(path / WEIGHTS_FILE))
 
 
-def _build(config: dict[str, Any], state_dict: dict) -> Any:
+def _tl_major() -> int:
     try:
-        from transformer_lens import HookedTransformer, HookedTransformerConfig
-    except ImportError:
-        raise AnalysisError("TransformerLens is not installed; install the extra: pip install '.[tl]'") from None
+        return int(version("transformer-lens").split(".")[0])
+    except PackageNotFoundError:
+        raise AnalysisError("TransformerLens is not installed; install the extra: pip install '.[tl]' "
+                            "(TransformerLens 4) or '.[tl3]' (TransformerLens 3)") from None
+
+
+def _require_tl(major: int) -> None:
+    installed = _tl_major()
+    if installed != major:
+        use = "to_transformer_bridge" if installed >= 4 else "to_hooked_transformer"
+        raise AnalysisError(f"TransformerLens {installed} is installed; this export needs TransformerLens {major}. "
+                            f"Use {use} with it, or install the extra '.[{'tl' if major == 4 else 'tl3'}]'")
+
+
+def _bridge(config: dict[str, Any], state_dict: dict) -> Any:
+    from transformer_lens import TransformerBridge, TransformerBridgeConfig
+    from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
+
+    bridge = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(config))
+    result = bridge.load_state_dict(convert_tl_checkpoint(dict(state_dict), bridge.cfg), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise AnalysisError(f"state dict does not fit TL's native model: missing {result.missing_keys}, "
+                            f"unexpected {result.unexpected_keys}")
+    return bridge.eval()
+
+
+def _hooked(config: dict[str, Any], state_dict: dict) -> Any:
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
     tl = HookedTransformer(HookedTransformerConfig(**config))
     result = tl.load_state_dict(state_dict, strict=False)
     # TL keeps its causal mask and IGNORE constant as buffers in its state dict; we do not.

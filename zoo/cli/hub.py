@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from training.schedule import describe_steps
+from training.spec import seeds_label
 from zoo.hub import download, download_data, list_models, publish
 
 _ROOT_HELP = "a directory root (path or file://URL) instead of the Hub at HF_ENDPOINT"
@@ -15,14 +17,20 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "publish", help="publish trained runs and their data to the Hub (or a directory root)",
         description="Publish a run directory, or every finished run of a zoo directory, with the zoo's data: "
                     "one repo per run, one dataset repo per zoo, at most two commits each. Run it again to "
-                    "complete an interrupted publish; nothing is committed when nothing is missing.")
+                    "complete an interrupted publish; nothing is committed when nothing is missing. Each run "
+                    "repo also gets transformers' config.json in every checkpoint folder and the tokenizer "
+                    "(AutoModelForCausalLM / AutoTokenizer), the dataset repo the zoo card: every run's loss "
+                    "curve, the runs with links, and how to load and replay.")
     pub.add_argument("path", type=Path, help="a zoo directory (out/tiny) or a run directory (out/tiny/runs/RUN)")
     pub.add_argument("--org", required=True, help="the Hub user or organization to publish under")
     pub.add_argument("--root", help=_ROOT_HELP)
+    pub.add_argument("--quiet", action="store_true", help="no progress bar")
     pub.set_defaults(func=_publish)
 
     show = commands.add_parser("list", help="list published families, sizes, seeds and checkpoint steps",
-                               description="Every run published under ORG, read from its manifest.")
+                               description="Every run published under ORG, read from its manifest: zoo, model, "
+                                           "seeds, how many checkpoints and which steps, written compactly "
+                                           "(0, 1, 2, 4 … 64, 68 … 600 (every 4)).")
     show.add_argument("--org", required=True)
     show.add_argument("--root", help=_ROOT_HELP)
     show.set_defaults(func=_list)
@@ -46,7 +54,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    for result in publish(args.path, org=args.org, root=args.root):
+    for result in publish(args.path, org=args.org, root=args.root, progress=not args.quiet):
         done = f"{len(result.uploaded)} file(s), {len(result.commits)} commit(s)" if result.uploaded else "up to date"
         print(f"{result.repo_type:<8} {result.repo_id:<40} {done}")
     return 0
@@ -55,9 +63,9 @@ def _publish(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     print(f"{'zoo':<10} {'model':<16} {'arch':<10} {'layers':>6} {'d_model':>7} {'seeds':>9} {'ckpts':>5}  steps")
     for r in list_models(org=args.org, root=args.root):
-        seeds = f"{r.init_seed}" if r.init_seed == r.data_seed else f"{r.init_seed}/{r.data_seed}"
-        print(f"{r.zoo:<10} {r.model:<16} {r.architecture:<10} {r.n_layers:>6} {r.d_model:>7} {seeds:>9} "
-              f"{len(r.steps):>5}  {r.steps[0]}…{r.steps[-1]}")
+        print(f"{r.zoo:<10} {r.model:<16} {r.architecture:<10} {r.n_layers:>6} {r.d_model:>7} "
+              f"{seeds_label(r.init_seed, r.data_seed):>9} "
+              f"{len(r.steps):>5}  {describe_steps(r.steps)}")
     return 0
 
 

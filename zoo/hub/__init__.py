@@ -42,16 +42,16 @@ from zoo.hub.publish import Published, publish_path
 Root = str | os.PathLike | None
 
 
-def publish(path: str | os.PathLike, *, org: str, root: Root = None) -> list[Published]:
+def publish(path: str | os.PathLike, *, org: str, root: Root = None, progress: bool = True) -> list[Published]:
     """Publish a run directory, or every finished run of a zoo directory, with the zoo's data.
 
     One repo per run (`{org}/{zoo}-{model}-seed{k}`), one dataset repo per zoo
     (`{org}/{zoo}-data`) and the org's registry. At most two commits per repo; run it
     again to complete an interrupted publish (only missing files are uploaded, and no
     commit is made when nothing is missing). Raises PublishError before uploading
-    anything if a run does not match its manifest.
+    anything if a run does not match its manifest. `progress` shows one bar over the repos.
     """
-    return publish_path(Path(path), org, backend_for(root))
+    return publish_path(Path(path), org, backend_for(root), progress=progress)
 
 
 def list_models(*, org: str, root: Root = None) -> list[RunInfo]:

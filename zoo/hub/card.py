@@ -1,4 +1,4 @@
-"""Model and dataset cards (README.md with Hub YAML metadata) and the loss-curve PNG.
+"""Run (model) cards: README.md with Hub YAML metadata, and the loss-curve PNG; zoo_card.py has the zoo's.
 
 Every byte is a function of the run's files, so publishing again yields the same
 card and makes no commit.
@@ -23,12 +23,18 @@ def _front_matter(tags: list[str], datasets: list[str]) -> str:
     return "\n".join(lines)
 
 
+def seed_arguments(run: dict[str, Any]) -> str:
+    """The seeds of a run as `zoo.load` takes them: `seed=3`, or `init_seed=1, data_seed=2`."""
+    if run["init_seed"] == run["data_seed"]:
+        return f"seed={run['init_seed']}"
+    return f"init_seed={run['init_seed']}, data_seed={run['data_seed']}"
+
+
 def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_repo: str) -> str:
     """README.md of a run repo: metadata, what the model is, its loss curve, how to load and replay it."""
     run, model = config["run"], config["model"]
     steps = manifest.checkpoints
-    seed = (f"seed={run['init_seed']}" if run["init_seed"] == run["data_seed"]
-            else f"init_seed={run['init_seed']}, data_seed={run['data_seed']}")
+    seed = seed_arguments(run)
     tags = ["zoo", "mechanistic-interpretability", "transformer-lens", run["architecture"], run["zoo"]]
     table = [
         "| zoo | model | architecture | n_layers | d_model | n_heads | d_head | d_mlp | d_vocab | n_ctx "
@@ -64,27 +70,6 @@ def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_rep
         f"Dataset fingerprint: `{manifest.dataset_fingerprint}`  ",
         f"Code version: `{manifest.code_version}`; platform: torch {manifest.environment.torch}, "
         f"{manifest.environment.device}.",
-        "",
-    ])
-
-
-def data_card(zoo: str, manifest: Manifest, data_seeds: list[int]) -> str:
-    """README.md of a zoo's dataset repo: what is in it and which runs it trained."""
-    tags = ["zoo", "mechanistic-interpretability", "zarr", zoo]
-    return _front_matter(tags, []) + "\n".join([
-        f"# {zoo} data",
-        "",
-        f"The token store, tokenizer and per-step batch index of the `{zoo}` zoo: which samples every update "
-        f"of every run trained on.",
-        "",
-        "| folder | holds |",
-        "|---|---|",
-        "| `data/` | `tokenizer.json`, the zarr token store (`tokens`, `doc_offsets`), `store.json` |",
-        *(f"| `index/data{d}/` | zarr step index of data_seed {d}: `batches [step, row]` and document → "
-          f"(step, row) |" for d in data_seeds),
-        "",
-        f"Dataset fingerprint: `{manifest.dataset_fingerprint}` (sha256 over token store and tokenizer); "
-        f"`manifest.json` lists every file with its sha256.",
         "",
     ])
 

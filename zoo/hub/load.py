@@ -11,17 +11,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+from tokenizers import Tokenizer
+
 from checkpoints_manifest import MANIFEST_NAME, Manifest, ManifestError, sha256_bytes
+from data_index import load_tokenizer
 from training.checkpoint import checkpoint_dir_name
-from training.model import Transformer
+from training.model import ModelInputError, Transformer
+from training.schedule import describe_steps
 from zoo.hub import verified
 from zoo.hub.backends import Backend, Repo
 from zoo.hub.errors import HubError, IntegrityError, UnknownModelError, UnsafeArtifactError, mismatch_error
-from zoo.hub.publish import REGISTRY, REGISTRY_FILE, data_repo_id
+from zoo.hub.publish import REGISTRY, REGISTRY_FILE, TOKENIZER_PATH, data_repo_id
 from zoo.hub.weights import load_weights, model_config
 
 T = TypeVar("T")
@@ -46,7 +52,7 @@ class RunInfo:
 
 @dataclass
 class Loaded:
-    """A model with weights loaded (ready for `run_with_cache`), and the records it came from."""
+    """A model with weights loaded (ready for `run_with_cache`), its tokenizer, and the records it came from."""
 
     model: Transformer
     config: dict[str, Any]
@@ -54,6 +60,31 @@ class Loaded:
     step: int
     repo_id: str
     commit: str | None  # the Hub commit the files came from; None on a directory root
+    _fetch_tokenizer: Callable[[], Tokenizer] = field(repr=False, compare=False)
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The zoo's tokenizer, fetched on first use: its dataset repo's tokenizer.json alone, verified."""
+        return self._fetch_tokenizer()
+
+    def to_tokens(self, text: str | list[str]) -> torch.Tensor:
+        """Token ids [batch, pos] (int64, on the model's device) of a text, or of texts of equal token length.
+
+        Nothing is added (no BOS: training samples run on from the previous document's EOS), so the ids
+        are `AutoTokenizer`'s for the run repo; "<|endoftext|>" in a text is the EOS token."""
+        texts = [text] if isinstance(text, str) else list(text)
+        ids = [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        if len({len(row) for row in ids}) > 1:
+            raise ModelInputError(f"the texts encode to different lengths {[len(row) for row in ids]}; pass them "
+                                  f"one at a time (zoo models have no padding mask)")
+        return torch.tensor(ids, dtype=torch.int64, device=self.model.embed.W_E.device)
+
+    def to_string(self, tokens: torch.Tensor | list[int] | list[list[int]]) -> str | list[str]:
+        """The text of token ids: one string for [pos], a list for [batch, pos] (EOS shows as <|endoftext|>)."""
+        rows = torch.as_tensor(tokens).tolist()
+        if rows and isinstance(rows[0], list):
+            return self.tokenizer.decode_batch(rows, skip_special_tokens=False)
+        return self.tokenizer.decode(rows, skip_special_tokens=False)
 
 
 @dataclass(frozen=True)
@@ -234,14 +265,9 @@ def pick_step(snap: Snapshot, config: dict[str, Any], step: int | str | None, to
     if step not in steps:
         nearest = sorted(sorted(steps, key=lambda s: (abs(s - step), s))[:2])
         raise UnknownModelError(f"{snap.repo.id} has no checkpoint at step {step}; nearest: "
-                                f"{', '.join(map(str, nearest))} (checkpoints: {_summary(steps)})")
+                                f"{', '.join(map(str, nearest))} (checkpoints: {describe_steps(steps)}; "
+                                f"{len(steps)} in all)")
     return step
-
-
-def _summary(steps: list[int]) -> str:
-    shown = ", ".join(map(str, steps)) if len(steps) <= 12 else (
-        ", ".join(map(str, steps[:6])) + ", …, " + ", ".join(map(str, steps[-3:])))
-    return f"{shown}; {len(steps)} in all"
 
 
 def load_model(backend: Backend, snap: Snapshot, step: int | str | None, tokens: int | None) -> Loaded:
@@ -252,7 +278,21 @@ def load_model(backend: Backend, snap: Snapshot, step: int | str | None, tokens:
     cfg = model_config(config, snap.repo.id)
     path = _checkpoint_file(chosen, "model.safetensors")
     model = load_weights(cfg, verified_path(backend, snap, path), f"{snap.repo.id}/{path}")
-    return Loaded(model, config, snap.manifest, chosen, snap.repo.id, snap.revision)
+    return Loaded(model, config, snap.manifest, chosen, snap.repo.id, snap.revision,
+                  lambda: run_tokenizer(backend, snap, config))
+
+
+def run_tokenizer(backend: Backend, snap: Snapshot, config: dict[str, Any]) -> Tokenizer:
+    """The run's tokenizer: tokenizer.json alone from its zoo's dataset repo, checked against that repo's
+    manifest, whose dataset fingerprint must be the run's."""
+    org = snap.repo.id.split("/")[0]
+    data = snapshot(backend, data_repo(org, config["run"]["zoo"]), None)
+    if data.manifest.dataset_fingerprint != snap.manifest.dataset_fingerprint:
+        raise IntegrityError(f"{data.repo.id} holds dataset {data.manifest.dataset_fingerprint}, but {snap.repo.id} "
+                             f"was trained on {snap.manifest.dataset_fingerprint}; its tokenizer may not be the "
+                             f"run's. Publish the zoo's data again from the directory the run was trained in",
+                             repo_id=data.repo.id, path=MANIFEST_NAME)
+    return load_tokenizer(verified_path(backend, data, TOKENIZER_PATH))
 
 
 def _config(backend: Backend, snap: Snapshot) -> dict[str, Any]:

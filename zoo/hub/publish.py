@@ -2,8 +2,10 @@
 
 Each repo gets at most two commits per publish: first every file that is missing
 remotely, then manifest.json (recording the commit each file was published at) with
-the card. Publishing again uploads only what is missing and commits nothing when
-nothing is, so a killed publish is completed by running it again.
+the files derived from the run's: the card and its figure (the zoo card on the dataset
+repo), and in a run repo what transformers reads (zoo.hub.interop). Publishing again
+uploads only what is missing and commits nothing when nothing is, so a killed publish is
+completed by running it again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+from tqdm import tqdm
 
 from checkpoints_manifest import (
     MANIFEST_NAME,
@@ -32,11 +37,14 @@ from training.errors import StaleStepIndexError
 from training.loop import check_step_index
 from training.run_dir import LOCK_NAME
 from zoo.hub.backends import Backend, Content, Repo
-from zoo.hub.card import data_card, loss_png, model_card
+from zoo.hub.card import loss_png, model_card
 from zoo.hub.errors import PublishError
+from zoo.hub.interop import interop_files
+from zoo.hub.zoo_card import FIGURE, CardRun, zoo_card, zoo_loss_png
 
 REGISTRY = "zoo-registry"  # dataset repo per org listing its published runs (the Hub API has no org listing here)
 REGISTRY_FILE = "registry.json"
+TOKENIZER_PATH = "data/tokenizer.json"  # in a zoo directory and in its dataset repo
 
 
 @dataclass(frozen=True)
@@ -61,29 +69,77 @@ def data_repo_id(org: str, zoo: str) -> str:
     return f"{org}/{zoo}-data"
 
 
-def publish_path(path: Path, org: str, backend: Backend) -> list[Published]:
-    """Publish a run directory (and its zoo's data), or every finished run of a zoo directory."""
-    with ExitStack() as locks:
+def publish_path(path: Path, org: str, backend: Backend, *, progress: bool = False) -> list[Published]:
+    """Publish a run directory (and its zoo's data), or every finished run of a zoo directory; with
+    `progress`, one bar over the repos instead of huggingface_hub's bar per file."""
+    with ExitStack() as stack:
         for run_dir in _run_dirs(path):
-            locks.enter_context(_locked(run_dir))
-        return _publish_runs(path, org, backend)
+            stack.enter_context(_locked(run_dir))
+        stack.enter_context(_hub_bars_off())
+        return _publish_runs(path, org, backend, progress)
 
 
-def _publish_runs(path: Path, org: str, backend: Backend) -> list[Published]:
+@contextmanager
+def _hub_bars_off() -> Iterator[None]:
+    """Silence huggingface_hub's per-file progress bars (hundreds of lines for one publish) meanwhile."""
+    was_off = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_off:
+            enable_progress_bars()
+
+
+def _publish_runs(path: Path, org: str, backend: Backend, progress: bool) -> list[Published]:
     runs, zoo_dir = _runs_to_publish(path)
+    with tqdm(total=len(runs) + 2, desc="publish", unit="repo", disable=not progress) as bar:
+        return _publish_repos(runs, zoo_dir, org, backend, bar)
+
+
+def _publish_repos(runs: list[_Run], zoo_dir: Path, org: str, backend: Backend, bar: tqdm) -> list[Published]:
+    """The data repo, each run's repo, then the registry; `bar` advances by one per repo."""
     zoo = runs[0].config["run"]["zoo"]
     data_files, data_manifest = _data_files(zoo_dir, zoo, runs)
     data_repo = Repo(data_repo_id(org, zoo), "dataset")
+    shown = runs + _published_before(backend, org, zoo_dir, runs)
+    logs = {run.path: read_loss_log(run.path, run.manifest.checkpoints) for run in shown}
+    card_runs = [CardRun(run.manifest.run, run.config, run.manifest.checkpoints,
+                         [(r["step"], r["loss"]) for r in logs[run.path]]) for run in shown]
     results = [_publish_repo(backend, data_repo, data_manifest, data_files, tag=None, cards={
-        "README.md": data_card(zoo, data_manifest, sorted({r.config["run"]["data_seed"] for r in runs})).encode()})]
+        "README.md": zoo_card(zoo, org, card_runs, data_manifest,
+                              sorted({r.config["run"]["data_seed"] for r in runs})).encode(),
+        FIGURE: zoo_loss_png(zoo, card_runs)})]
+    bar.update()
+    tokenizer_json = (zoo_dir / TOKENIZER_PATH).read_bytes()
     for run in runs:
         files: dict[str, Content] = {rel: run.path / rel for rel in run.manifest.files}
         cards = {"README.md": model_card(org, run.config, run.manifest, data_repo=data_repo.id).encode(),
-                 "loss.png": loss_png(read_loss_log(run.path, run.manifest.checkpoints), run.manifest.run)}
+                 "loss.png": loss_png(logs[run.path], run.manifest.run),
+                 **interop_files(run.config, run.manifest, tokenizer_json)}
         results.append(_publish_repo(backend, Repo(f"{org}/{run.manifest.run}", "model"), run.manifest, files,
                                      tag=f"step{run.manifest.checkpoints[-1]}", cards=cards))
+        bar.update()
     results.append(_register(backend, org, runs))
+    bar.update()
     return results
+
+
+def _published_before(backend: Backend, org: str, zoo_dir: Path, runs: list[_Run]) -> list[_Run]:
+    """The zoo directory's other runs that the org's registry lists: the zoo card shows them too, so that
+    publishing one run does not shrink the card to that run."""
+    raw = backend.read(Repo(f"{org}/{REGISTRY}", "dataset"), REGISTRY_FILE)
+    registered = set(json.loads(raw)["runs"]) if raw is not None else set()
+    publishing = {run.manifest.run for run in runs}
+    others = []
+    for run_dir in _run_dirs(zoo_dir):
+        try:
+            manifest = read_manifest(run_dir)
+        except ManifestError:
+            continue  # not published from here now; its own publish reports what is wrong
+        if manifest.run in registered and manifest.run not in publishing and manifest.checkpoints:
+            others.append(_Run(run_dir, manifest, json.loads((run_dir / "config.json").read_text())))
+    return others
 
 
 def _run_dirs(path: Path) -> list[Path]:
