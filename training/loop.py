@@ -21,12 +21,15 @@ import torch
 from tqdm import tqdm
 
 from data_index import StepIndex, TokenStore, build_step_index, prepare_store, step_sample_ids
+from checkpoints_manifest import ManifestError, read_manifest
 from training import checkpoint
 from training.determinism import generator_for, set_determinism
 from training.distributed import SINGLE, DataParallel
-from training.errors import StorageError, describe_os_error
+from training.errors import StoppedError, StorageError, describe_os_error
+from training.footprint import check_training
 from training.model import ModelConfig, Transformer, init_weights, lm_loss
 from training.numerics import CURRENT, Numerics, numerics_record, resolve_numerics
+from training.resume import resume_point
 from training.run_dir import CONFIG_NAME, open_run
 from training.schedule import checkpoint_steps, learning_rate
 from training.spec import RunSpec, ZooSpec
@@ -172,17 +175,34 @@ def loss_record(loop: checkpoint.LoopState, stats: StepStats) -> dict[str, Any]:
             "tokens": loop.tokens_seen}
 
 
+def check_run_fits(spec: ZooSpec, run: RunSpec, d_vocab: int, out: Path, device: str) -> None:
+    """Refuse (ResourceError) a run whose model, training state and activations exceed `device`'s memory,
+    or whose checkpoints still to be written exceed the free disk under `out`: before anything is built."""
+    path = run_path(out, spec, run)
+    try:
+        done = read_manifest(path).checkpoints[-1:]
+    except (FileNotFoundError, ManifestError):  # a new run (an unreadable manifest is refused by open_run)
+        done = []
+    remaining = [s for s in checkpoint_steps(spec.checkpoints, spec.training.steps) if not done or s > done[0]]
+    check_training(model_config(spec, run, d_vocab), micro_batch_size=spec.training.micro_batch_size,
+                   device=device, what=f"run {run.full_name}", checkpoints=len(remaining), out=path)
+
+
 def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resume: bool = False,
-              device: str = "cpu", progress: bool = True, parallel: DataParallel = SINGLE) -> RunResult:
+              device: str = "cpu", progress: bool = True, parallel: DataParallel = SINGLE,
+              stop: Callable[[], bool] | None = None) -> RunResult:
     """Train one run to the spec's last step, checkpointing on the dense schedule.
 
     Under data parallel every rank trains; only rank 0 opens (locks) the run directory and
-    writes checkpoints, the others start from the checkpoint it names.
+    writes checkpoints, the others start from the checkpoint it names. It starts from the
+    latest checkpoint whose files verify (training/resume.py). When `stop()` turns true,
+    training stops at the next step boundary with StoppedError.
     """
     set_determinism(device, spec.training.cpu_threads)
     total = spec.training.steps
     path = run_path(out, spec, run)
     spec = dataclasses.replace(spec, numerics=resolve_numerics(spec.numerics, path / CONFIG_NAME))
+    check_run_fits(spec, run, store.vocab_size, out, device)
     model = build_model(spec, run, store.vocab_size, device)
     optimizer = build_optimizer(model, spec, device)
     schedule = set(checkpoint_steps(spec.checkpoints, total))
@@ -192,7 +212,7 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
             rd = parallel.on_writer_failure(lambda: stack.enter_context(open_run(
                 path, run=run.full_name, config=run_config(spec, run, model.cfg),
                 dataset_fingerprint=store.fingerprint, device=device, resume=resume, final_step=total)))
-        latest = parallel.broadcast_step(rd.latest_step if rd is not None else None)
+        latest = parallel.broadcast_step(resume_point(rd, resume=resume) if rd is not None else None)
         if latest is None:
             loop = checkpoint.LoopState(step=0, tokens_seen=0, lr=0.0)
             if rd is not None:
@@ -212,6 +232,9 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
                 rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, pending))
                 pending = []
             bar.update(1)
+            if stop is not None and stop() and loop.step < total:
+                raise StoppedError(f"run {run.full_name} stopped after step {loop.step} as asked; its checkpoints "
+                                   f"up to the last scheduled one are valid: resume goes on from there")
             if loop.step % 10 == 0 or loop.step == total:
                 rate = (loop.step - start) * spec.training.batch_size * spec.data.n_ctx / (
                     time.perf_counter() - began)
@@ -240,6 +263,8 @@ def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool
               progress: bool = True) -> list[RunResult]:
     """Prepare the zoo's dataset and step indexes once, then train every selected run in order."""
     selected = spec.runs(runs)
+    for run in selected:  # before the data is prepared; train_run checks again with the tokenizer's vocabulary
+        check_run_fits(spec, run, spec.data.vocab_size, out, device)
     try:
         store = prepare_store(spec.data, zoo_dir(out, spec) / "data", progress=progress)
         for data_seed in sorted({run.data_seed for run in selected}):
