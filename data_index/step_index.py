@@ -101,7 +101,8 @@ def _in_memory(array) -> np.ndarray | None:
 
 def _read_meta(path: Path) -> dict[str, Any]:
     return read_meta(path, INDEX_JSON, fmt=_FORMAT, version=_FORMAT_VERSION, what="step index",
-                     how_to_build=f"build_step_index(store, {str(path)!r}, ...)")
+                     how_to_build=f"`zoo train SPEC` (it indexes the data seed of every run it trains; in "
+                                  f"Python: build_step_index(store, {str(path)!r}, ...))")
 
 def build_step_index(
     store: TokenStore,

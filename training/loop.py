@@ -29,6 +29,7 @@ from training.errors import StoppedError, StorageError, describe_os_error
 from training.footprint import check_training
 from training.model import ModelConfig, Transformer, init_weights, lm_loss
 from training.numerics import CURRENT, Numerics, numerics_record, resolve_numerics
+from training.reduce import canonical_layout
 from training.resume import resume_point
 from training.run_dir import CONFIG_NAME, open_run
 from training.schedule import checkpoint_steps, learning_rate
@@ -127,7 +128,8 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: tor
     for micro in parallel.shard(tokens, micro_batch_size).split(micro_batch_size):
         with autocast:
             loss = lm_loss(model(micro[:, :-1]), micro[:, 1:])
-        items.append([*torch.autograd.grad(loss, params), loss.detach().float()])
+        items.append([*canonical_layout(torch.autograd.grad(loss, params), numerics.grad_layout),
+                      loss.detach().float()])
     n_micro = len(items) * parallel.world_size
     *mean_grads, mean_loss = parallel.tree_sum(items)
     if n_micro > 1:  # dividing by 1 is exact: skip the copies

@@ -39,13 +39,15 @@ CHOICES: dict[str, dict[Any, str]] = {
     "attention": {"explicit": "scores materialized as [batch, head, q, k], masked, softmaxed"},
     "compile": {False: "eager PyTorch"},
     "adamw": {"foreach-cuda": "torch's AdamW: the for-loop implementation on CPU, foreach on CUDA"},
-    "grad_layout": {"autograd": "gradients reduced in the memory layout autograd returns them in"},
+    "grad_layout": {"autograd": "gradients reduced in the memory layout autograd returns them in",
+                    "contiguous": "every gradient made contiguous before it is summed or its norm taken, so one "
+                                  "process, accumulation and data parallel reduce the same layout"},
     "weight_decay": {"ndim>=2": "every parameter with two or more dimensions is decayed"},
 }
 
 LEGACY = Numerics(attention="explicit", compile=False, adamw="foreach-cuda", grad_layout="autograd",
                   weight_decay="ndim>=2")
-CURRENT = LEGACY
+CURRENT = dataclasses.replace(LEGACY, grad_layout="contiguous")
 
 
 def numerics_from_table(table: Any, *, where: str, complete: bool) -> Numerics:

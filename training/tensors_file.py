@@ -73,7 +73,7 @@ def _check(header: dict[str, Any], expected: Mapping[str, torch.Tensor], data_by
               and offsets[1] - offsets[0] == want.numel() * itemsize)
         if not ok:
             got = {k: info.get(k) for k in ("dtype", "shape", "data_offsets")} if isinstance(info, dict) else info
-            raise TensorFileError(f"{where}: tensor {name} is {got}, it must be dtype {dtype} shape {shape}; "
+            raise TensorFileError(f"{where}: tensor {name} is {got}, the model needs dtype {dtype} shape {shape}; "
                                   f"refused before loading")
         spans.append((offsets[0], offsets[1], name))
     end = 0

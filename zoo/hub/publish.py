@@ -8,7 +8,6 @@ nothing is, so a killed publish is completed by running it again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -23,6 +22,8 @@ from checkpoints_manifest import (
     canonical_json,
     file_entry,
     held_lock,
+    parse_json,
+    read_json,
     read_manifest,
     verify,
 )
@@ -126,7 +127,10 @@ def _runs_to_publish(path: Path) -> tuple[list[_Run], Path]:
             listed = "; ".join(map(str, mismatches[:5]))
             raise PublishError(f"{run_dir} does not match its manifest ({listed}); nothing was published. "
                                f"Retrain or resume the run (zoo train --resume) to repair it")
-        config = json.loads((run_dir / "config.json").read_text())
+        try:
+            config = read_json(run_dir / "config.json")
+        except ManifestError as e:
+            raise PublishError(f"cannot publish {run_dir}: {e}") from None
         runs.append(_Run(run_dir, manifest, config))
     return runs, zoo_dir
 
@@ -142,7 +146,11 @@ def _data_files(zoo_dir: Path, zoo: str, runs: list[_Run]) -> tuple[dict[str, Co
     if not store_meta.is_file():
         raise PublishError(f"{zoo_dir}/data holds no token store (store.json); the runs cannot be published "
                            f"without the data they trained on. Rebuild it with: zoo train SPEC (it prepares data)")
-    fingerprint = json.loads(store_meta.read_text())["fingerprint"]
+    try:
+        fingerprint = read_json(store_meta)["fingerprint"]
+    except (ManifestError, KeyError, TypeError) as e:
+        raise PublishError(f"{store_meta} is not a token store's record ({e}); rebuild the data with: "
+                           f"zoo train SPEC") from None
     for run in runs:
         if run.manifest.dataset_fingerprint != fingerprint:
             raise PublishError(f"run {run.manifest.run} was trained on dataset {run.manifest.dataset_fingerprint}, "
@@ -203,8 +211,8 @@ def _remote_manifest(backend: Backend, repo: Repo) -> Manifest | None:
     if raw is None:
         return None
     try:
-        return Manifest.from_json(raw.decode(), source=f"{repo.id}/{MANIFEST_NAME}")
-    except (ManifestError, UnicodeDecodeError):
+        return Manifest.from_json(raw, source=f"{repo.id}/{MANIFEST_NAME}")
+    except ManifestError:
         return None  # unreadable: record commits as if none were known, and replace it
 
 
@@ -213,7 +221,13 @@ def _register(backend: Backend, org: str, runs: list[_Run]) -> Published:
     repo = Repo(f"{org}/{REGISTRY}", "dataset")
     head = backend.head(repo)
     raw = backend.read(repo, REGISTRY_FILE)
-    registry = json.loads(raw) if raw is not None else {"runs": {}}
+    try:
+        registry = parse_json(raw, source=f"{repo.id}/{REGISTRY_FILE}") if raw is not None else {"runs": {}}
+        if not isinstance(registry.get("runs"), dict):
+            raise ManifestError(f"{repo.id}/{REGISTRY_FILE} has no table of runs")
+    except (ManifestError, AttributeError) as e:
+        raise PublishError(f"the org's registry is damaged ({e}); the runs were published but not registered. "
+                           f"Repair or delete {repo.id}/{REGISTRY_FILE}, then publish again") from None
     for run in runs:
         r = run.config["run"]
         registry["runs"][run.manifest.run] = {key: r[key] for key in
