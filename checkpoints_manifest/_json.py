@@ -43,7 +43,11 @@ def parse_json(data: bytes, *, source: str, max_bytes: int = MAX_JSON_BYTES) -> 
                               f"JSON record may have; refused unparsed")
     _check_depth(data, source)
     try:
-        return json.loads(data, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UnsafeJSONError(f"{source}: not utf-8 text ({e})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except _Refused as e:
         raise UnsafeJSONError(f"{source}: {e}") from None
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -62,15 +66,18 @@ def read_json(path: str | os.PathLike, *, source: str | None = None, max_bytes: 
 
 
 def _check_depth(data: bytes, source: str) -> None:
-    """Refuse nesting deeper than MAX_JSON_DEPTH: strings out, then innermost pairs peeled level by level."""
+    """Refuse nesting deeper than MAX_JSON_DEPTH: strings out, then innermost pairs peeled level by level.
+
+    Brackets that do not pair up are left to the parser, which says where (and stops at its
+    recursion limit, caught, if they nest without end)."""
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     for _ in range(MAX_JSON_DEPTH):
-        if not brackets:
+        peeled = _INNERMOST.sub(b"", brackets)
+        if peeled == brackets:
             return
-        brackets = _INNERMOST.sub(b"", brackets)
-    if brackets:
-        raise UnsafeJSONError(f"{source}: nested more than {MAX_JSON_DEPTH} levels deep (or its brackets do not "
-                              f"match); refused unparsed")
+        brackets = peeled
+    if _INNERMOST.search(brackets):
+        raise UnsafeJSONError(f"{source}: nested more than {MAX_JSON_DEPTH} levels deep; refused unparsed")
 
 
 class _Refused(ValueError):
