@@ -200,11 +200,11 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
     latest checkpoint whose files verify (training/resume.py). When `stop()` turns true,
     training stops at the next step boundary with StoppedError.
     """
+    check_run_fits(spec, run, store.vocab_size, out, device)
     set_determinism(device, spec.training.cpu_threads)
     total = spec.training.steps
     path = run_path(out, spec, run)
     spec = dataclasses.replace(spec, numerics=resolve_numerics(spec.numerics, path / CONFIG_NAME))
-    check_run_fits(spec, run, store.vocab_size, out, device)
     model = build_model(spec, run, store.vocab_size, device)
     optimizer = build_optimizer(model, spec, device)
     schedule = set(checkpoint_steps(spec.checkpoints, total))

@@ -36,6 +36,7 @@ from training.tensors_file import read_tensors
 from zoo.hub.backends import Backend, backend_for
 from zoo.hub.errors import IntegrityError, UnsafeArtifactError
 from zoo.hub.load import Snapshot, data_repo, fetch_all, pick_step, snapshot, verified_bytes
+from zoo.hub.weights import model_config as published_model
 from zoo.replay.data import PublishedData
 from zoo.replay.errors import ReplayError
 from zoo.replay.step import Callback, ReplayStep
@@ -107,6 +108,14 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
                             source=where)
     except ManifestError as e:
         raise UnsafeArtifactError(f"{e}; republish the run") from None
+    d_vocab = published_model(config, snap.repo.id, device).d_vocab  # a malformed model is refused here
+    spec, run = _spec_of(config, where)
+    try:
+        check_training(model_config(spec, run, d_vocab), device=device, what=where,
+                       micro_batch_size=spec.training.micro_batch_size)
+    except ResourceError as e:
+        raise UnsafeArtifactError(f"{e}: the config is corrupt or hostile, or the run is too large for this "
+                                  f"machine") from None
     steps = snap.manifest.checkpoints
     pick_step(snap, config, from_step, None)  # a published checkpoint, or an error listing the nearest
     if not from_step < to_step <= steps[-1]:
@@ -115,16 +124,8 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
     compared = to_step if to_step in steps else None
     log_steps = [s for s in steps if from_step < s <= min(t for t in steps if t >= to_step)]
     _fetch_checkpoints(backend, snap, from_step, compared, log_steps)
-
-    spec, run = _spec_of(config, where)
     set_determinism(device, spec.training.cpu_threads)
-    try:
-        check_training(model_config(spec, run, config["model"]["d_vocab"]), device=device, what=where,
-                       micro_batch_size=spec.training.micro_batch_size)
-    except ResourceError as e:
-        raise UnsafeArtifactError(f"{e}: the config is corrupt or hostile, or the run is too large for this "
-                                  f"machine") from None
-    net = build_model(spec, run, config["model"]["d_vocab"], device)
+    net = build_model(spec, run, d_vocab, device)
     if net.cfg.to_dict() != config["model"]:
         raise ReplayError(f"{snap.repo.id}: config.json's model does not match the model its run spec builds; "
                           f"it was published by another version of zoo")
