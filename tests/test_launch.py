@@ -269,7 +269,7 @@ def test_a_job_that_fails_for_a_real_error_is_reported_failed_not_retried(tiny_s
 
     assert row.state == "failed" and "not a zoo run" in row.error
     assert "Requeued" not in submitit.LocalJob(tmp_path / "tiny" / "launch" / "logs", item.job_id).stdout()
-    assert _zoo(["status", "tiny", "--out", str(tmp_path)]) == 0
+    assert _zoo(["status", "tiny", "--out", str(tmp_path)]) == 1  # a run failed
     shown = capsys.readouterr().out
     assert f"{DP_RUN} " in shown and " failed " in shown and "error: " in shown and "not launched" in shown
 
