@@ -1,4 +1,8 @@
-"""Run a zoo command in a fresh Python process and measure it: seconds after the imports, peak RSS."""
+"""Run a zoo command in a fresh Python process and measure it: seconds after the imports, peak RSS.
+
+Linux keeps a process's peak RSS (ru_maxrss) across execve, so a child forked straight from the
+test runner would start at the runner's size: a small launcher process forks the measured one.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+_LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 _SCRIPT = """
 import json, resource, sys, time, traceback
 import zoo
@@ -44,8 +49,8 @@ def measured(statement: str, *, env: dict[str, str] | None = None, cwd: Path | N
     """Run `statement` (Python, with `zoo` and `main` = zoo.cli.main imported) in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "outcome.json"
-        done = subprocess.run([sys.executable, "-c", _SCRIPT, str(result), statement], capture_output=True,
-                              text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
+        done = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, "-c", _SCRIPT, str(result), statement],
+                              capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
         assert result.is_file(), f"the measured process died:\n{done.stdout}\n{done.stderr}"
         outcome = json.loads(result.read_text())
     return Measured(outcome["error"], outcome.get("traceback"), outcome["seconds"], outcome["rss_mb"],

@@ -11,11 +11,11 @@ CURRENT unless its spec's `[numerics]` table names a path (keys it leaves out ta
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checkpoints_manifest import ManifestError, read_json
 from training.errors import SpecError
 
 
@@ -92,7 +92,7 @@ def resolve_numerics(asked: Numerics | None, config_path: Path) -> Numerics:
         return asked
     if config_path.is_file():
         try:
-            return recorded_numerics(json.loads(config_path.read_text()), where=str(config_path))
-        except ValueError:  # NumericsError included
+            return recorded_numerics(read_json(config_path), where=str(config_path))
+        except (ManifestError, ValueError, TypeError):  # NumericsError included
             return CURRENT  # not a readable config: the run directory check refuses it with the reason
     return CURRENT

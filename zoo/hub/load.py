@@ -182,9 +182,10 @@ def snapshot(backend: Backend, repo: Repo, revision: str | None) -> Snapshot:
         manifest = Manifest.from_json(local.read_bytes(), source=f"{repo.id}/{MANIFEST_NAME}")
     except ManifestError as e:
         backend.evict(local)
-        raise IntegrityError(f"{repo.id}: {MANIFEST_NAME} is damaged ({e}); the copy was removed from the "
-                             f"cache, try again (republish the run if it persists)",
-                             repo_id=repo.id, path=MANIFEST_NAME) from None
+        fix = ("the copy was removed from the cache, try again (republish the run if it persists)"
+               if backend.caches else "republish the run to repair it")
+        raise IntegrityError(f"{repo.id}: {MANIFEST_NAME} is damaged ({e}); {fix}", repo_id=repo.id,
+                             path=MANIFEST_NAME) from None
     return Snapshot(repo, manifest, commit, local.parent)
 
 
