@@ -40,8 +40,21 @@ LONG_RUN = "gelu-1l-seed0"
 
 @pytest.fixture(scope="module")
 def dp_spec(tiny_spec):
-    """tiny with 4 micro-batches per update: 1×4, 2×2 and 4×1 are all possible."""
-    return dataclasses.replace(tiny_spec, training=dataclasses.replace(tiny_spec.training, micro_batch_size=2))
+    """tiny with 4 micro-batches per update (1×4, 2×2 and 4×1 are all possible), over 320 steps: long enough
+    for gradient clipping, active in most of them, to have shown a difference in the gradients' memory
+    layout (tests/test_grad_layout.py)."""
+    return dataclasses.replace(tiny_spec, training=dataclasses.replace(tiny_spec.training, micro_batch_size=2,
+                                                                       steps=320),
+                               checkpoints=dataclasses.replace(tiny_spec.checkpoints, every=64))
+
+
+def _clipped_updates(spec, out: Path, run: str) -> int:
+    """How many updates of the run had their gradient clipped."""
+    folder = out / spec.name / "runs" / run / "checkpoints"
+    records = [json.loads(line) for step in sorted(folder.iterdir())
+               for line in (step / "loss.jsonl").read_text().splitlines()]
+    assert len(records) == spec.training.steps
+    return sum(r["grad_norm"] > spec.optimizer.grad_clip for r in records)
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +251,7 @@ def test_data_parallel_with_the_local_executor_is_byte_identical_to_1x4(processe
     launch(dp_spec, out, executor="local", runs=DP_RUN, resources=Resources(tasks_per_node=processes))
     assert [r.state for r in _wait_done(dp_spec, out)] == ["done"]
     _assert_same_as_trained_now(dp_spec, out, tmp_path / "reference", since, DP_RUN)
+    assert _clipped_updates(dp_spec, out, DP_RUN) > 100
 
 
 @needs_slurm
