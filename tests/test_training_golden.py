@@ -54,7 +54,10 @@ LEGACY_RECORDS = {
     ("x86_64", "2.13.0+cpu", "AVX512", "Intel"): LEGACY_AVX512,
     ("x86_64", "2.13.0+cpu", "AVX2", "AMD"): LEGACY_AVX2_AMD,
 }
-CURRENT_RECORDS = LEGACY_RECORDS  # CURRENT is LEGACY's path, for now
+# CURRENT reduces gradients in one contiguous layout (grad_layout "contiguous"). Over the tiny zoo's 24 steps
+# that gives LEGACY's bytes on the AMD AVX2 machine (regenerated there; the layouts first differ in the last
+# bit of a clipped grad norm later on); the AVX-512 record of CURRENT could not be regenerated, so it is left out.
+CURRENT_RECORDS = {("x86_64", "2.13.0+cpu", "AVX2", "AMD"): LEGACY_AVX2_AMD}
 _CPU = environment_record("cpu").device_name
 HERE = (platform.machine(), torch.__version__, torch.backends.cpu.get_cpu_capability(),
         next((vendor for vendor in ("Intel", "AMD") if vendor in _CPU), _CPU))
