@@ -9,14 +9,17 @@ import logging
 import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from checkpoints_manifest import Manifest, read_manifest
 from helpers import cut_run_back, tree_digest
+from training import load_spec
 from training import run_dir as run_dir_module
 from zoo.cli import main
+from zoo.launch import launch, status
 
 RUN = "gelu-1l-seed0"
 
@@ -135,3 +138,17 @@ def test_a_damaged_header_falls_back_to_the_checkpoint_before_and_ends_byte_iden
     assert "step 16 (checkpoints/step00000016/model.safetensors: sha256" in caplog.text
     assert tree_digest(_run(zoo_copy)) == tree_digest(_run(trained_tiny))
     _assert_listed_only_good_bytes(manifests_written, _run(trained_tiny))
+
+
+def test_zoo_status_and_launch_do_not_count_a_finished_run_whose_final_files_do_not_verify_as_done(
+        zoo_copy: Path, trained_tiny: Path) -> None:
+    spec = load_spec("tiny")
+    _flip(_checkpoint(zoo_copy, 24))
+    (row,) = [r for r in status(spec, zoo_copy) if r.run == RUN]
+    assert row.state == "failed" and "its final checkpoint does not verify" in row.error
+    (item,) = launch(spec, zoo_copy, executor="local", runs=RUN)  # resubmitted, not skipped as complete
+    deadline = time.monotonic() + 300
+    while (row := next(r for r in status(spec, zoo_copy) if r.run == RUN)).state != "done":
+        assert row.state in ("pending", "running", "failed") and time.monotonic() < deadline, row
+        time.sleep(0.5)
+    assert tree_digest(_run(zoo_copy)) == tree_digest(_run(trained_tiny))

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
-from checkpoints_manifest import verify
+from checkpoints_manifest import Manifest, verify
 from training.checkpoint import checkpoint_relpaths
 from training.errors import RunDirectoryConflictError
 from training.run_dir import RunDirectory
@@ -30,7 +31,7 @@ def resume_point(rd: RunDirectory, *, resume: bool) -> int | None:
     """
     skipped = []
     for step in reversed(rd.manifest.checkpoints):
-        problems = _problems(rd, step)
+        problems = checkpoint_problems(rd.path, rd.manifest, step)
         if not problems:
             break
         if not resume:
@@ -49,9 +50,9 @@ def resume_point(rd: RunDirectory, *, resume: bool) -> int | None:
     return step
 
 
-def _problems(rd: RunDirectory, step: int) -> list[str]:
-    """What is wrong with checkpoint `step`'s files ([] when each matches its manifest entry)."""
-    listed = {path: rd.manifest.files.get(path) for path in checkpoint_relpaths(step)}
+def checkpoint_problems(run_dir: Path, manifest: Manifest, step: int) -> list[str]:
+    """What is wrong with the files of checkpoint `step` of `run_dir` ([] when each matches `manifest`)."""
+    listed = {path: manifest.files.get(path) for path in checkpoint_relpaths(step)}
     unlisted = [f"{path}: not in the manifest" for path, entry in listed.items() if entry is None]
-    only = dataclasses.replace(rd.manifest, files={path: e for path, e in listed.items() if e is not None})
-    return unlisted + [str(m) for m in verify(rd.path, only)]
+    only = dataclasses.replace(manifest, files={path: e for path, e in listed.items() if e is not None})
+    return unlisted + [str(m) for m in verify(run_dir, only)]

@@ -38,6 +38,7 @@ from training.checkpoint import checkpoint_dir_name
 from training.distributed import close_data_parallel, init_data_parallel
 from training.errors import StoppedError
 from training.loop import check_run_fits, prepare_step_index, run_path, zoo_dir
+from training.resume import checkpoint_problems
 from training.spec import micro_batches_problem
 from zoo.launch.cluster import ClusterResourceError, LaunchError, check_resources, job_states
 
@@ -196,6 +197,11 @@ def status(spec: ZooSpec, out: Path) -> list[RunStatus]:
         reported = _read_state(folder, run.name)
         if reported.get("job_id") != job_id:
             reported = {}
+        if last_step == spec.training.steps and (problems := _final_problems(run_path(out, spec, run))):
+            rows.append(RunStatus(run.name, "failed", job_id, last_step, spec.training.steps, loss,
+                                  f"its final checkpoint does not verify ({'; '.join(problems)}); `zoo launch` "
+                                  f"trains it again from the latest checkpoint that does"))
+            continue
         state, error = _state(spec, last_step, job_id, record["executor"], scheduler, reported)
         rows.append(RunStatus(run.name, state, job_id, last_step, spec.training.steps, loss, error))
     return rows
@@ -238,7 +244,15 @@ def _progress(path: Path) -> tuple[int | None, float | None]:
 
 
 def _complete(out: Path, spec: ZooSpec, run: str) -> bool:
-    return _progress(zoo_dir(out, spec) / "runs" / run)[0] == spec.training.steps
+    """Whether the run lists its final checkpoint and that checkpoint's files verify."""
+    path = zoo_dir(out, spec) / "runs" / run
+    return _progress(path)[0] == spec.training.steps and not _final_problems(path)
+
+
+def _final_problems(path: Path) -> list[str]:
+    """What is wrong with the files of the run's latest listed checkpoint ([] when they verify)."""
+    manifest = read_manifest(path)
+    return checkpoint_problems(path, manifest, manifest.checkpoints[-1])
 
 
 def _executor(folder: Path, kind: str, resources: Resources) -> submitit.Executor:
