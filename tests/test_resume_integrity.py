@@ -66,25 +66,27 @@ def _resume(out: Path, *extra: str) -> int:
     return main(["train", "tiny", "--runs", RUN, "--out", str(out), "--quiet", *extra])
 
 
-def _assert_listed_only_good_bytes(written: list[Manifest], reference: Path) -> None:
-    """Each manifest written lists each checkpoint file with the uninterrupted run's hash: none came from bad bytes."""
+def _resumed_byte_identical(out: Path, reference: Path, written: list[Manifest], caplog) -> str:
+    """`zoo train --resume`, which must end byte-identical to the uninterrupted `reference` run, every manifest
+    it wrote listing each file with the reference's hash (none came from bad bytes); what it logged."""
+    with caplog.at_level(logging.WARNING):
+        assert _resume(out, "--resume") == 0
+    assert tree_digest(_run(out)) == tree_digest(reference)
     good = read_manifest(reference).files
     assert written
     for manifest in written:
         for path, entry in manifest.files.items():
             assert entry.sha256 == good[path].sha256, f"{path} was listed with bytes of a wrong state"
+    return caplog.text
 
 
 def test_a_bit_flipped_in_the_checkpoint_resume_starts_from_is_skipped_and_the_run_ends_byte_identical(
-        zoo_copy: Path, trained_tiny: Path, manifests_written: list[Manifest], caplog, capsys) -> None:
+        zoo_copy: Path, trained_tiny: Path, manifests_written: list[Manifest], caplog) -> None:
     cut_run_back(_run(zoo_copy), keep=7)  # 0, 1, 2, 4, 8, 12, 16: unfinished
     _flip(_checkpoint(zoo_copy, 16))
-    with caplog.at_level(logging.WARNING):
-        assert _resume(zoo_copy, "--resume") == 0
-    assert "resuming from step 12" in caplog.text
-    assert "step 16 (checkpoints/step00000016/model.safetensors: sha256" in caplog.text
-    assert tree_digest(_run(zoo_copy)) == tree_digest(_run(trained_tiny))
-    _assert_listed_only_good_bytes(manifests_written, _run(trained_tiny))
+    logged = _resumed_byte_identical(zoo_copy, _run(trained_tiny), manifests_written, caplog)
+    assert "resuming from step 12" in logged
+    assert "step 16 (checkpoints/step00000016/model.safetensors: sha256" in logged
 
 
 def test_a_finished_run_whose_final_checkpoint_does_not_verify_is_not_done(
@@ -95,12 +97,9 @@ def test_a_finished_run_whose_final_checkpoint_does_not_verify_is_not_done(
     error = capsys.readouterr().err
     assert "is not done: its final checkpoint step 24 does not verify" in error and "--resume" in error
     assert tree_digest(_run(zoo_copy)) == before
-    with caplog.at_level(logging.WARNING):
-        assert _resume(zoo_copy, "--resume") == 0
+    logged = _resumed_byte_identical(zoo_copy, _run(trained_tiny), manifests_written, caplog)
     assert "(done)" not in capsys.readouterr().out
-    assert "step 24 (checkpoints/step00000024/optimizer.safetensors: sha256" in caplog.text
-    assert tree_digest(_run(zoo_copy)) == tree_digest(_run(trained_tiny))
-    _assert_listed_only_good_bytes(manifests_written, _run(trained_tiny))
+    assert "step 24 (checkpoints/step00000024/optimizer.safetensors: sha256" in logged
 
 
 def test_two_corrupt_checkpoints_in_a_row_are_both_skipped_and_named(
@@ -108,24 +107,18 @@ def test_two_corrupt_checkpoints_in_a_row_are_both_skipped_and_named(
     cut_run_back(_run(zoo_copy), keep=8)  # ... 12, 16, 20
     _flip(_checkpoint(zoo_copy, 20, "state.json"), at=2)
     _flip(_checkpoint(zoo_copy, 16, "loss.jsonl"))
-    with caplog.at_level(logging.WARNING):
-        assert _resume(zoo_copy, "--resume") == 0
-    assert "resuming from step 12" in caplog.text
-    assert "step 20 (checkpoints/step00000020/state.json: sha256" in caplog.text
-    assert "step 16 (checkpoints/step00000016/loss.jsonl: sha256" in caplog.text
-    assert tree_digest(_run(zoo_copy)) == tree_digest(_run(trained_tiny))
-    _assert_listed_only_good_bytes(manifests_written, _run(trained_tiny))
+    logged = _resumed_byte_identical(zoo_copy, _run(trained_tiny), manifests_written, caplog)
+    assert "resuming from step 12" in logged
+    assert "step 20 (checkpoints/step00000020/state.json: sha256" in logged
+    assert "step 16 (checkpoints/step00000016/loss.jsonl: sha256" in logged
 
 
 def test_a_deleted_last_checkpoint_falls_back_to_the_latest_present_and_ends_byte_identical(
         zoo_copy: Path, trained_tiny: Path, manifests_written: list[Manifest], caplog) -> None:
     cut_run_back(_run(zoo_copy), keep=7)
     shutil.rmtree(_checkpoint(zoo_copy, 16).parent)  # copied with cp -a, then its last checkpoint deleted
-    with caplog.at_level(logging.WARNING):
-        assert _resume(zoo_copy, "--resume") == 0
-    assert "step 16 (checkpoints/step00000016/loss.jsonl: missing" in caplog.text
-    assert tree_digest(_run(zoo_copy)) == tree_digest(_run(trained_tiny))
-    _assert_listed_only_good_bytes(manifests_written, _run(trained_tiny))
+    logged = _resumed_byte_identical(zoo_copy, _run(trained_tiny), manifests_written, caplog)
+    assert "step 16 (checkpoints/step00000016/loss.jsonl: missing" in logged
 
 
 def test_a_damaged_header_falls_back_to_the_checkpoint_before_and_ends_byte_identical(
@@ -133,11 +126,8 @@ def test_a_damaged_header_falls_back_to_the_checkpoint_before_and_ends_byte_iden
     cut_run_back(_run(zoo_copy), keep=7)
     weights = _checkpoint(zoo_copy, 16)
     weights.write_bytes(struct.pack("<Q", 1 << 40) + weights.read_bytes()[8:])  # a header length of 1 TiB
-    with caplog.at_level(logging.WARNING):
-        assert _resume(zoo_copy, "--resume") == 0
-    assert "step 16 (checkpoints/step00000016/model.safetensors: sha256" in caplog.text
-    assert tree_digest(_run(zoo_copy)) == tree_digest(_run(trained_tiny))
-    _assert_listed_only_good_bytes(manifests_written, _run(trained_tiny))
+    logged = _resumed_byte_identical(zoo_copy, _run(trained_tiny), manifests_written, caplog)
+    assert "step 16 (checkpoints/step00000016/model.safetensors: sha256" in logged
 
 
 def test_zoo_status_and_launch_do_not_count_a_finished_run_whose_final_files_do_not_verify_as_done(
