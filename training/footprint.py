@@ -55,7 +55,9 @@ def footprint(cfg: ModelConfig, micro_batch_size: int = 1) -> Footprint:
 def check_training(cfg: ModelConfig, *, micro_batch_size: int, device: str, what: str,
                    checkpoints: int = 0, out: Path | None = None) -> Footprint:
     """Refuse (ResourceError, with the numbers) a training of `cfg` that needs more memory than `device` has,
-    or whose `checkpoints` checkpoints need more disk than is free under `out`."""
+    or whose `checkpoints` checkpoints need more than the whole filesystem under `out` holds (space that is
+    merely taken now may be freed while the run trains: a disk that fills up mid-run is an error that
+    names the fix, and resume goes on once there is room)."""
     need = footprint(cfg, micro_batch_size)
     limit = memory_limit(device)
     if need.training > limit:
@@ -66,12 +68,14 @@ def check_training(cfg: ModelConfig, *, micro_batch_size: int, device: str, what
             f"{_machine(device)} has {_size(limit)}. Check the sizes for a typo, or use a smaller model or "
             f"micro_batch_size; nothing was allocated")
     if out is not None and checkpoints:
-        free = disk_free(out)
-        if checkpoints * need.checkpoint > free:
+        place = existing_ancestor(out)
+        disk = shutil.disk_usage(place)
+        if checkpoints * need.checkpoint > disk.total:
             raise ResourceError(
                 f"{what}: its {checkpoints} checkpoints need about {_size(checkpoints * need.checkpoint)} of disk "
-                f"({_size(need.checkpoint)} each), but {free_place(out)} has {_size(free)} free. Free space, "
-                f"or thin the schedule ([checkpoints] log_until, every); nothing was written")
+                f"({_size(need.checkpoint)} each), but the filesystem of {place} holds {_size(disk.total)} in all "
+                f"({_size(disk.free)} free). Thin the schedule ([checkpoints] log_until, every) or train onto a "
+                f"larger disk (--out); nothing was written")
     return need
 
 
@@ -103,13 +107,8 @@ def memory_limit(device: str) -> int:
     return total
 
 
-def disk_free(out: Path) -> int:
-    """Free bytes on the filesystem that `out` is (or will be) created on."""
-    return shutil.disk_usage(free_place(out)).free
-
-
-def free_place(out: Path) -> Path:
-    """`out`, or its nearest existing ancestor."""
+def existing_ancestor(out: Path) -> Path:
+    """`out`, or its nearest existing ancestor: where its filesystem can be asked about."""
     place = Path(out).absolute()
     while not place.exists():
         place = place.parent

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_index import StepIndex, TokenStore, build_step_index, prepare_store, step_sample_ids
 from checkpoints_manifest import ManifestError, read_manifest
+from data_index import StepIndex, TokenStore, build_step_index, prepare_store, step_sample_ids
 from training import checkpoint
 from training.determinism import generator_for, set_determinism
 from training.distributed import SINGLE, DataParallel
