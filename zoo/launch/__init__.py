@@ -151,13 +151,13 @@ def launch(spec: ZooSpec, out: Path, *, executor: str = "slurm", resources: Reso
     """
     if executor not in EXECUTORS:
         raise LaunchError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if executor == "slurm":
+        check_resources(resources.partition, nodes=resources.nodes, tasks_per_node=resources.tasks_per_node,
+                        cpus_per_task=resources.cpus_per_task, gpus_per_node=resources.gpus_per_node)
     n_micro = spec.training.batch_size // spec.training.micro_batch_size
     if problem := micro_batches_problem(n_micro, resources.world_size):
         raise LaunchError(f"{problem}: --nodes {resources.nodes} x --tasks-per-node {resources.tasks_per_node} "
                           f"processes for zoo {spec.name!r}; use a power of two up to {n_micro} processes")
-    if executor == "slurm":
-        check_resources(resources.partition, nodes=resources.nodes, tasks_per_node=resources.tasks_per_node,
-                        cpus_per_task=resources.cpus_per_task, gpus_per_node=resources.gpus_per_node)
     folder = launch_dir(out, spec)
     (folder / "state").mkdir(parents=True, exist_ok=True)
     with _submitting(folder, spec.name):
