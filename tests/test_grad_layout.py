@@ -1,7 +1,7 @@
 """One canonical gradient layout on every path. autograd returns the W_Q/W_K/W_V gradients transposed, a
 data-parallel gather makes them contiguous, and clipping sums the norm in memory order; so every gradient is
 made contiguous before any reduction (numerics.grad_layout "contiguous", the CURRENT path). The splits
-1×4 = 2×2 = 4×1 are then bitwise equal over 320 steps with clipping active: test_launch.py's
+1×4 = 2×2 = 4×1 are then bitwise equal over 300 steps with clipping active: test_launch.py's
 `test_data_parallel_*` (local executor, 2 and 4 processes; Slurm, 2×2) train `dp_spec` for that long."""
 
 from __future__ import annotations

@@ -40,12 +40,12 @@ LONG_RUN = "gelu-1l-seed0"
 
 @pytest.fixture(scope="module")
 def dp_spec(tiny_spec):
-    """tiny with 4 micro-batches per update (1×4, 2×2 and 4×1 are all possible), over 320 steps: long enough
+    """tiny with 4 micro-batches per update (1×4, 2×2 and 4×1 are all possible), over 300 steps: long enough
     for gradient clipping, active in most of them, to have shown a difference in the gradients' memory
     layout (tests/test_grad_layout.py)."""
     return dataclasses.replace(tiny_spec, training=dataclasses.replace(tiny_spec.training, micro_batch_size=2,
-                                                                       steps=320),
-                               checkpoints=dataclasses.replace(tiny_spec.checkpoints, every=64))
+                                                                       steps=300),
+                               checkpoints=dataclasses.replace(tiny_spec.checkpoints, every=100))
 
 
 def _clipped_updates(spec, out: Path, run: str) -> int:
