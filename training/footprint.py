@@ -80,7 +80,8 @@ def check_training(cfg: ModelConfig, *, micro_batch_size: int, device: str, what
 
 
 def check_model(cfg: ModelConfig, *, device: str, what: str) -> Footprint:
-    """Refuse (ResourceError, with the numbers) building a model of `cfg` whose weights alone exceed `device`'s memory."""
+    """Refuse (ResourceError, with the numbers) building a model of `cfg` whose weights alone exceed the memory
+    of `device`."""
     need = footprint(cfg)
     limit = memory_limit(device)
     if need.weights > limit:
