@@ -29,9 +29,9 @@ checkpoint whose files verify against it, and says which it skipped.
 Typical session:
   zoo demo                                 train a quick subset of the toy zoo
   zoo train toy --runs 'solu-*-seed0'      train runs of a zoo (glob on run names)
-  zoo train toy --resume                   continue every run from its last checkpoint
+  zoo train toy --resume                   continue every run from its latest checkpoint that verifies
   zoo launch toy --executor slurm          one Slurm job per run (array), requeued on preemption
-  zoo status toy                           pending/running/done/failed, last step, latest loss
+  zoo status toy                           pending/running/done/cancelled/failed, last step, loss
   zoo batch out/toy --step 5 --decode      the exact samples update 5 trained on
   zoo where-seen out/toy --doc 17          every (step, row) that trained on document 17
   zoo verify out/toy/runs/solu-1l-seed0    check every file against the manifest
