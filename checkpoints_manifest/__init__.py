@@ -2,7 +2,9 @@
 
 A run directory is valid once its manifest lists every file with size and
 sha256; `verify` checks a directory against it. Every file in the project is
-written through `atomic_write*` (temp file, fsync, rename). Imports nothing of ours.
+written through `atomic_write*` (temp file, fsync, rename), and every JSON document
+that comes from outside is read through `parse_json`/`read_json` (bounded size,
+values and depth). Imports nothing of ours.
 """
 
 from ._atomic import (
@@ -22,6 +24,7 @@ from ._environment import (
 )
 from ._errors import ManifestError, ManifestNotFoundError
 from ._hashing import sha256_bytes, sha256_file
+from ._json import MAX_JSON_BYTES, UnsafeJSONError, parse_json, read_json
 from ._lock import LockHeldError, acquire_lock, held_lock
 from ._manifest import (
     MANIFEST_NAME,
@@ -40,6 +43,7 @@ __all__ = [
     "KERNEL_ENVIRONMENT_VARIABLES",
     "MANIFEST_NAME",
     "MANIFEST_VERSION",
+    "MAX_JSON_BYTES",
     "LockHeldError",
     "EnvironmentRecord",
     "FileEntry",
@@ -49,6 +53,7 @@ __all__ = [
     "Mismatch",
     "PRECISION_SETTINGS",
     "PlatformChange",
+    "UnsafeJSONError",
     "acquire_lock",
     "atomic_write",
     "atomic_write_bytes",
@@ -60,6 +65,8 @@ __all__ = [
     "file_entry",
     "fsync_path",
     "held_lock",
+    "parse_json",
+    "read_json",
     "read_manifest",
     "sha256_bytes",
     "sha256_file",

@@ -22,8 +22,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
 
     `write` creates the file at the temp path it is given (e.g.
     `lambda tmp: safetensors.torch.save_file(tensors, tmp)`). Then the file is
-    fsynced, renamed onto `path` and the directory fsynced. If anything raises,
-    the temp file is removed and `path` is untouched.
+    fsynced, given the mode the umask allows (0666 & ~umask, as `open` would: some
+    writers, safetensors among them, create 0600 files), renamed onto `path` and the
+    directory fsynced. If anything raises, the temp file is removed and `path` is untouched.
     """
     path = Path(path)
     parent = path.parent
@@ -31,8 +32,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         raise FileNotFoundError(
             f"cannot write {path}: directory {parent} does not exist; create it first"
         )
-    # Not created here (unlike mkstemp) so the writer's file gets the usual
-    # umask permissions rather than 0600.
     tmp = parent / f".{path.name}.{secrets.token_hex(8)}.tmp"  # matches _TEMP_NAME
     try:
         write(tmp)
@@ -41,6 +40,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
                 f"cannot write {path}: the writer did not create a file at the "
                 f"temp path {tmp} it was given"
             )
+        os.chmod(tmp, 0o666 & ~current_umask())
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -77,3 +77,18 @@ def fsync_path(path: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (os.umask can only set it, which would race
+    with other threads creating files): from /proc/self/status on Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it back at once
+    os.umask(mask)
+    return mask

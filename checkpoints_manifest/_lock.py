@@ -16,7 +16,7 @@ class LockHeldError(RuntimeError):
 
 def acquire_lock(path: str | os.PathLike) -> int:
     """Take the lock on `path` (created if missing) without waiting; returns the fd that holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

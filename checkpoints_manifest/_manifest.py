@@ -1,7 +1,6 @@
 """The manifest: the record that makes a run directory valid, and its one JSON in/out."""
 
 import importlib.metadata
-import json
 import os
 import re
 import subprocess
@@ -14,6 +13,7 @@ from ._canonical import canonical_json
 from ._environment import EnvironmentRecord
 from ._errors import ManifestError, ManifestNotFoundError
 from ._hashing import _size_and_sha256
+from ._json import parse_json, read_json
 from ._schema import check_keys, check_type, relpath_problem
 
 MANIFEST_NAME = "manifest.json"
@@ -97,26 +97,22 @@ class Manifest:
         return canonical_json(d)
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = MANIFEST_NAME) -> "Manifest":
+    def from_json(cls, text: str | bytes, *, source: str = MANIFEST_NAME) -> "Manifest":
         """Parse and validate manifest JSON: the one way a manifest is read.
 
         Raises ManifestError naming `source`, the key or path, and what is wrong
-        (unknown version, wrong type, unsafe path, unordered checkpoints, ...).
+        (unknown version, wrong type, unsafe path, unordered checkpoints, ...);
+        UnsafeJSONError (a ManifestError) for JSON too large or too deep to parse.
         """
-        try:
-            d = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"{source}: not valid JSON ({e})") from None
-        except ManifestError as e:
-            raise ManifestError(f"{source}: {e}") from None
-        return _parse(d, source=source)
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        return _parse(parse_json(data, source=source), source=source)
 
 
 def read_manifest(run_dir: str | os.PathLike) -> Manifest:
     """Read and validate `run_dir/manifest.json`."""
     path = Path(run_dir) / MANIFEST_NAME
     try:
-        raw = path.read_bytes()
+        d = read_json(path)
     except FileNotFoundError:
         raise ManifestNotFoundError(
             f"no {MANIFEST_NAME} in {run_dir}: a run directory is valid only once its "
@@ -128,11 +124,7 @@ def read_manifest(run_dir: str | os.PathLike) -> Manifest:
                                     f"{MANIFEST_NAME}") from None
     except OSError as e:  # e.g. manifest.json is a directory, or unreadable
         raise ManifestError(f"{path} cannot be read: {e.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"{path}: not utf-8 text ({e})") from None
-    return Manifest.from_json(text, source=str(path))
+    return _parse(d, source=str(path))
 
 
 def write_manifest(run_dir: str | os.PathLike, manifest: Manifest) -> None:
@@ -262,17 +254,3 @@ def _file_entry(path: str, entry: Any) -> FileEntry:
         raise ManifestError(f"{where}.sha256 {entry['sha256']!r} is not 64 lowercase hex digits")
     check_type(entry["commit"], str, f"{where}.commit", optional=True)
     return FileEntry(size=entry["size"], sha256=entry["sha256"], commit=entry["commit"])
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    """Refuse a repeated key, which plain json.loads would silently resolve to the last."""
-    d = {}
-    for key, value in pairs:
-        if key in d:
-            raise ManifestError(f"key {key!r} appears twice in one object")
-        d[key] = value
-    return d
-
-
-def _no_constant(name: str) -> None:
-    raise ManifestError(f"{name} is not valid JSON")

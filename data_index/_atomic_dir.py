@@ -89,7 +89,7 @@ def _fsync(path: Path) -> None:
 def read_meta(path: Path, meta_name: str, *, fmt: str, version: int, what: str, how_to_build: str) -> dict[str, Any]:
     """The metadata JSON a complete build writes last; clear errors for missing, unfinished or foreign dirs.
 
-    `what` names the thing ("token store"), `how_to_build` the call that (re)builds it.
+    `what` names the thing ("token store"), `how_to_build` the command (and call) that (re)builds it.
     """
     meta_path = path / meta_name
     if not meta_path.is_file():

@@ -10,7 +10,6 @@ The order is a pure function, so the index is redundant by design: it makes
 "what did step s see" a read and "when was document d seen" one lookup.
 """
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -101,7 +100,8 @@ def _in_memory(array) -> np.ndarray | None:
 
 def _read_meta(path: Path) -> dict[str, Any]:
     return read_meta(path, INDEX_JSON, fmt=_FORMAT, version=_FORMAT_VERSION, what="step index",
-                     how_to_build=f"build_step_index(store, {str(path)!r}, ...)")
+                     how_to_build=f"`zoo train SPEC` (it indexes the data seed of every run it trains; in "
+                                  f"Python: build_step_index(store, {str(path)!r}, ...))")
 
 def build_step_index(
     store: TokenStore,

@@ -191,7 +191,8 @@ class TokenStore:
 
 def _read_meta(path: Path) -> dict[str, Any]:
     return read_meta(path, STORE_JSON, fmt=_FORMAT, version=_FORMAT_VERSION, what="token store",
-                     how_to_build=f"prepare_store(spec, {str(path)!r})")
+                     how_to_build=f"`zoo train SPEC` (it prepares the zoo's data; in Python: "
+                                  f"prepare_store(spec, {str(path)!r}))")
 
 def build_token_store(
     dataset: datasets.Dataset,

@@ -134,7 +134,7 @@ def test_an_interrupted_index_build_leaves_nothing_and_reruns(toy, tmp_path, mon
     monkeypatch.undo()
     built = build_step_index(store, tmp_path / "i", data_seed=1, batch_size=4, n_steps=10, progress=False)
     (tmp_path / "i" / "index.json").unlink()
-    with pytest.raises(IncompleteStoreError, match="rerun build_step_index"):
+    with pytest.raises(IncompleteStoreError, match=r"rerun `zoo train SPEC` \(it indexes .* build_step_index"):
         StepIndex.open(tmp_path / "i")
     rebuilt = build_step_index(store, tmp_path / "i", data_seed=1, batch_size=4, n_steps=10, progress=False)
     assert np.array_equal(rebuilt.batch_ids(10), built.batch_ids(10))

@@ -73,6 +73,15 @@ def _remount(where: Path, options: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True)
 
 
+def _room(disk: Path, size_kib: int) -> None:
+    """Make the tmpfs behave like one of `size_kib`: a filler file takes the rest. (The tmpfs itself is large
+    enough for the run's whole checkpoint schedule, which training checks before it starts.)"""
+    filler = disk / ".filler"
+    filler.unlink(missing_ok=True)
+    st = os.statvfs(disk)
+    filler.write_bytes(b"\0" * ((st.f_blocks * st.f_frsize // 1024 - size_kib) * 1024))
+
+
 def _checkpoint_kib(reference_run: Path) -> int:
     """The tmpfs space (whole 4 KiB pages) one checkpoint of the reference run takes."""
     files = (reference_run / "checkpoints" / "step00000004").iterdir()
@@ -92,7 +101,7 @@ def _train(out: Path, capsys, *extra: str) -> tuple[int, str]:
 @pytest.mark.slow
 def test_full_then_read_only_disk_give_clear_errors_and_resume_ends_byte_identical(trained_tiny, tmp_path, capsys):
     reference = tree_digest(trained_tiny / "tiny" / "runs" / RUN)
-    with tmpfs(tmp_path / "disk", 64) as disk:
+    with tmpfs(tmp_path / "disk", 4096) as disk:
         # A read-only disk before anything exists: a clear error, nothing written.
         _remount(disk, "ro")
         code, err = _train(disk, capsys)
@@ -103,12 +112,12 @@ def test_full_then_read_only_disk_give_clear_errors_and_resume_ends_byte_identic
         # The disk fills during training. Each time space is added the run resumes, goes further
         # and fills it again, failing at another phase of a commit (a checkpoint file, the manifest).
         size, faults, listed = 256, [], []
-        _remount(disk, f"size={size}k")
+        _room(disk, size)
         for part in ("data", "index/data0"):  # the dataset (~100 KiB) is there already
             shutil.copytree(trained_tiny / "tiny" / part, disk / "tiny" / part)
         run = disk / "tiny" / "runs" / RUN
         while True:
-            _remount(disk, f"size={size}k")
+            _room(disk, size)
             code, err = _train(disk, capsys, "--resume")
             if code == 0:
                 break

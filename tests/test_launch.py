@@ -40,8 +40,21 @@ LONG_RUN = "gelu-1l-seed0"
 
 @pytest.fixture(scope="module")
 def dp_spec(tiny_spec):
-    """tiny with 4 micro-batches per update: 1×4, 2×2 and 4×1 are all possible."""
-    return dataclasses.replace(tiny_spec, training=dataclasses.replace(tiny_spec.training, micro_batch_size=2))
+    """tiny with 4 micro-batches per update (1×4, 2×2 and 4×1 are all possible), over 300 steps: long enough
+    for gradient clipping, active in most of them, to have shown a difference in the gradients' memory
+    layout (tests/test_grad_layout.py)."""
+    return dataclasses.replace(tiny_spec, training=dataclasses.replace(tiny_spec.training, micro_batch_size=2,
+                                                                       steps=300),
+                               checkpoints=dataclasses.replace(tiny_spec.checkpoints, every=100))
+
+
+def _clipped_updates(spec, out: Path, run: str) -> int:
+    """How many updates of the run had their gradient clipped."""
+    folder = out / spec.name / "runs" / run / "checkpoints"
+    records = [json.loads(line) for step in sorted(folder.iterdir())
+               for line in (step / "loss.jsonl").read_text().splitlines()]
+    assert len(records) == spec.training.steps
+    return sum(r["grad_norm"] > spec.optimizer.grad_clip for r in records)
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +258,7 @@ def test_data_parallel_with_the_local_executor_is_byte_identical_to_1x4(processe
     _assert_same_as_trained_now(dp_spec, out, tmp_path / "reference", since, DP_RUN)
     environment = read_manifest(out / dp_spec.name / "runs" / DP_RUN).environment
     assert (environment.world_size, environment.micro_batches_per_rank) == (processes, 4 // processes)
+    assert _clipped_updates(dp_spec, out, DP_RUN) > 100
 
 
 @needs_slurm
@@ -276,7 +290,7 @@ def test_a_job_that_fails_for_a_real_error_is_reported_failed_not_retried(tiny_s
 
     assert row.state == "failed" and "not a zoo run" in row.error
     assert "Requeued" not in submitit.LocalJob(tmp_path / "tiny" / "launch" / "logs", item.job_id).stdout()
-    assert _zoo(["status", "tiny", "--out", str(tmp_path)]) == 0
+    assert _zoo(["status", "tiny", "--out", str(tmp_path)]) == 1  # a run failed
     shown = capsys.readouterr().out
     assert f"{DP_RUN} " in shown and " failed " in shown and "error: " in shown and "not launched" in shown
 

@@ -54,8 +54,8 @@ LEGACY_RECORDS = {
     ("x86_64", "2.13.0+cpu", "AVX512", "Intel"): LEGACY_AVX512,
     ("x86_64", "2.13.0+cpu", "AVX2", "AMD"): LEGACY_AVX2_AMD,
 }
-# CURRENT since issues 13 and 16 (SDPA attention, fused AdamW, decay of the W_* parameters only, strict-JSON
-# loss logs): recorded on the AMD AVX2 machine only; an Intel AVX-512 record is added when one is at hand (the
+# CURRENT since issues 13, 15 and 16 (SDPA attention, fused AdamW, gradients reduced contiguous, decay of the W_*
+# parameters only, strict-JSON loss logs): recorded on the AMD AVX2 machine only; an Intel AVX-512 record is added when one is at hand (the
 # test skips there until then).
 CURRENT_AVX2_AMD = {
     "gelu-1l-seed0": {

@@ -29,10 +29,20 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from checkpoints_manifest import atomic_write, atomic_write_bytes, atomic_write_json, fsync_path
+from checkpoints_manifest import (
+    ManifestError,
+    UnsafeJSONError,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    fsync_path,
+    parse_json,
+    read_json,
+)
 from training.errors import CheckpointError, describe_os_error
+from training.tensors_file import read_tensors
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "state.json", "loss.jsonl")
 STATE_FORMAT = 1
@@ -63,9 +73,10 @@ class LoopState:
                 "random_state": "none: data order is stateless and training draws no random numbers"}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], *, source: str) -> "LoopState":
-        if d.get("format") != STATE_FORMAT:
-            raise CheckpointError(f"{source}: state format {d.get('format')!r} is not {STATE_FORMAT}; "
+    def from_dict(cls, d: Any, *, source: str) -> "LoopState":
+        if not isinstance(d, dict) or d.get("format") != STATE_FORMAT:
+            found = d.get("format") if isinstance(d, dict) else d
+            raise CheckpointError(f"{source}: state format {found!r} is not {STATE_FORMAT}; "
                                   f"this checkpoint was written by another version of zoo")
         return cls(step=int(d["step"]), tokens_seen=int(d["tokens_seen"]), lr=float(d["lr"]))
 
@@ -220,9 +231,17 @@ def _strict(value: Any) -> Any:
 
 def read_loss_stretch(path: Path) -> list[dict[str, Any]]:
     """The records of one loss.jsonl, in either format: a NaN or infinity comes back as the float it was."""
-    return [{key: _NON_FINITE.get(value, value) if isinstance(value, str) else value
-             for key, value in json.loads(line).items()}
-            for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = parse_json(line, source=f"{path}, line {number}", allow_nan=True)
+        if not isinstance(record, dict):
+            raise UnsafeJSONError(f"{path}, line {number}: a loss record is a JSON object, got "
+                                  f"{type(record).__name__}")
+        records.append({key: _NON_FINITE.get(value, value) if isinstance(value, str) else value
+                        for key, value in record.items()})
+    return records
 
 
 def read_loss_log(run_dir: Path, steps: list[int]) -> list[dict[str, Any]]:
@@ -234,20 +253,24 @@ def read_loss_log(run_dir: Path, steps: list[int]) -> list[dict[str, Any]]:
 
 
 def read(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> LoopState:
-    """Load checkpoint `step` into `model` and `optimizer` (whose moments must exist) in place."""
+    """Load checkpoint `step` into `model` and `optimizer` (whose moments must exist) in place.
+
+    Each safetensors header must list exactly the model's parameters (and their moments) with
+    their dtypes and shapes (TensorFileError otherwise, before a tensor is loaded). The caller
+    checks the files' bytes against the manifest first (resume: training/resume.py; replay and
+    load: the Hub's verified fetch).
+    """
     folder = run_dir / "checkpoints" / checkpoint_dir_name(step)
     source = str(folder)
-    try:
-        weights = load_file(folder / "model.safetensors")
-        moments = load_file(folder / "optimizer.safetensors")
-        loop = LoopState.from_dict(json.loads((folder / "state.json").read_text()), source=source)
-    except (OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"checkpoint {source} cannot be read: {e}") from e
     params = dict(model.named_parameters())
-    expected = set(params)
-    if set(weights) != expected:
-        raise CheckpointError(f"{source}/model.safetensors holds tensors {sorted(set(weights) ^ expected)} "
-                              f"that do not match the model")
+    moments_like = {f"{name}.{key}": optimizer.state[param][key] for name, param in params.items()
+                    for key in _MOMENTS}
+    try:
+        weights = read_tensors(folder / "model.safetensors", params, f"{source}/model.safetensors")
+        moments = read_tensors(folder / "optimizer.safetensors", moments_like, f"{source}/optimizer.safetensors")
+        loop = LoopState.from_dict(read_json(folder / "state.json"), source=source)
+    except (OSError, ManifestError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {source} cannot be read: {e}") from e
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(weights[name])

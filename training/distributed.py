@@ -23,6 +23,7 @@ import torch.distributed as dist
 
 from training.errors import TrainingError
 from training.reduce import tree_sum
+from training.spec import micro_batches_problem
 
 
 class DataParallelError(TrainingError):
@@ -49,13 +50,10 @@ class DataParallel:
     def shard(self, tokens: torch.Tensor, micro_batch_size: int) -> torch.Tensor:
         """This rank's block of consecutive micro-batches of the global batch `tokens`."""
         n_micro = -(-tokens.shape[0] // micro_batch_size)
-        per_rank, rest = divmod(n_micro, self.world_size)
-        if rest or per_rank & (per_rank - 1):
-            raise DataParallelError(
-                f"{n_micro} micro-batches cannot be split over {self.world_size} processes as a power-of-two "
-                f"number each (needed for bitwise-equal sums); choose a world size that divides {n_micro} "
-                f"into 1, 2, 4, … micro-batches per process")
-        rows = per_rank * micro_batch_size
+        if problem := micro_batches_problem(n_micro, self.world_size):
+            raise DataParallelError(f"{problem}; choose a world size that divides {n_micro} into 1, 2, 4, … "
+                                    f"micro-batches per process")
+        rows = n_micro // self.world_size * micro_batch_size
         return tokens[self.rank * rows:(self.rank + 1) * rows]
 
     def sum_over_ranks(self, local: list[torch.Tensor]) -> list[torch.Tensor]:

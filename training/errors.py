@@ -19,6 +19,21 @@ class CheckpointError(TrainingError):
     """A checkpoint is missing, incomplete or does not match its manifest."""
 
 
+class TensorFileError(CheckpointError):
+    """A safetensors file is malformed or holds other tensors, dtypes, shapes or byte ranges than it must;
+    refused from its header, before anything was loaded."""
+
+
+class ResourceError(TrainingError):
+    """A run (or a model) needs more memory or disk than this machine or device has; the message gives
+    the estimate and the limit."""
+
+
+class StoppedError(TrainingError):
+    """Training stopped at a step boundary because it was asked to (e.g. by a scheduler's SIGTERM).
+    Nothing is lost: resume goes on from the last checkpoint."""
+
+
 class RunLockedError(TrainingError):
     """Another process is training (or publishing) this run right now."""
 

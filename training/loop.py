@@ -26,16 +26,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoints_manifest import environment_record
+from checkpoints_manifest import ManifestError, code_version, environment_record, read_manifest
 from data_index import StepIndex, TokenStore, build_step_index, prepare_store, step_sample_ids
 from training import checkpoint
 from training.determinism import generator_for, set_determinism
 from training.distributed import SINGLE, DataParallel
-from training.errors import StaleStepIndexError, StorageError, describe_os_error
+from training.errors import StaleStepIndexError, StoppedError, StorageError, describe_os_error
+from training.footprint import check_training
 from training.model import ModelConfig, Transformer, init_weights, lm_loss
 from training.numerics import CURRENT, Numerics, numerics_record, resolve_numerics
-from training.reduce import PairwiseSum
-from training.run_dir import CONFIG_NAME, open_run
+from training.reduce import PairwiseSum, canonical_layout
+from training.resume import resume_point
+from training.run_dir import CONFIG_NAME, RunDirectory, open_run
 from training.schedule import checkpoint_steps, learning_rate
 from training.spec import RunSpec, ZooSpec
 
@@ -163,7 +165,8 @@ def train_step(model: Transformer, optimizer: torch.optim.Optimizer, tokens: tor
     for micro in micros:
         with autocast:
             loss = lm_loss(model(micro[:, :-1]), micro[:, 1:])
-        running.add([*torch.autograd.grad(loss, params), loss.detach().float()])
+        running.add([*canonical_layout(torch.autograd.grad(loss, params), numerics.grad_layout),
+                     loss.detach().float()])
     n_micro = len(micros) * parallel.world_size
     *mean_grads, mean_loss = parallel.sum_over_ranks(running.total())
     if n_micro > 1:  # dividing by 1 is exact: skip it
@@ -219,16 +222,32 @@ def loss_record(loop: checkpoint.LoopState, stats: StepStats) -> dict[str, Any]:
     return loss_records([(loop, stats)])[0]
 
 
+def check_run_fits(spec: ZooSpec, run: RunSpec, d_vocab: int, out: Path, device: str) -> None:
+    """Refuse (ResourceError) a run whose model, training state and activations exceed `device`'s memory,
+    or whose checkpoints still to be written exceed the free disk under `out`: before anything is built."""
+    path = run_path(out, spec, run)
+    try:
+        done = read_manifest(path).checkpoints[-1:]
+    except (FileNotFoundError, ManifestError):  # a new run (an unreadable manifest is refused by open_run)
+        done = []
+    remaining = [s for s in checkpoint_steps(spec.checkpoints, spec.training.steps) if not done or s > done[0]]
+    check_training(model_config(spec, run, d_vocab), micro_batch_size=spec.training.micro_batch_size,
+                   device=device, what=f"run {run.full_name}", checkpoints=len(remaining), out=path)
+
+
 def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resume: bool = False,
               device: str = "cpu", progress: bool = True, parallel: DataParallel = SINGLE,
-              allow_platform_change: bool = False) -> RunResult:
+              allow_platform_change: bool = False, stop: Callable[[], bool] | None = None) -> RunResult:
     """Train one run to the spec's last step, checkpointing on the dense schedule.
 
     Under data parallel every rank trains; only rank 0 opens (locks) the run directory and
-    writes checkpoints, the others start from the checkpoint it names. A failure on any rank
-    stops every rank at the next step. Resuming on another platform than the run's is refused
-    unless `allow_platform_change` (then the manifest records the change).
+    writes checkpoints, the others start from the checkpoint it names. It starts from the
+    latest checkpoint whose files verify (training/resume.py). A failure on any rank stops
+    every rank at the next step. Resuming on another platform than the run's is refused
+    unless `allow_platform_change` (then the manifest records the change). When `stop()`
+    turns true, training stops at the next step boundary with StoppedError.
     """
+    check_run_fits(spec, run, store.vocab_size, out, device)
     set_determinism(device, spec.training.cpu_threads, spec.training.cpu_level)
     total = spec.training.steps
     path = run_path(out, spec, run)
@@ -238,15 +257,24 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
     schedule = set(checkpoint_steps(spec.checkpoints, total))
     loss_log = numerics_of(spec).loss_log
     with ExitStack() as stack:
-        rd = None
+        rd, latest = None, None
         if parallel.is_writer:
             environment = environment_record(device, world_size=parallel.world_size, micro_batches_per_rank=(
                 spec.training.batch_size // spec.training.micro_batch_size // parallel.world_size))
-            rd = parallel.on_writer_failure(lambda: stack.enter_context(open_run(
-                path, run=run.full_name, config=run_config(spec, run, model.cfg),
-                dataset_fingerprint=store.fingerprint, environment=environment, resume=resume, final_step=total,
-                allow_platform_change=allow_platform_change)))
-        latest = parallel.broadcast_step(rd.latest_step if rd is not None else None)
+
+            def open_where_it_stopped() -> tuple[RunDirectory, int | None]:
+                """The run directory and the checkpoint to go on from: its files verified, on this platform."""
+                opened = stack.enter_context(open_run(
+                    path, run=run.full_name, config=run_config(spec, run, model.cfg),
+                    dataset_fingerprint=store.fingerprint, environment=environment, resume=resume,
+                    final_step=total, allow_platform_change=allow_platform_change))
+                step = resume_point(opened, resume=resume)
+                if step != total:
+                    opened.adopt_platform(environment, code_version(), allow_change=allow_platform_change)
+                return opened, step
+
+            rd, latest = parallel.on_writer_failure(open_where_it_stopped)
+        latest = parallel.broadcast_step(latest)
         params = list(model.parameters())
         with parallel.stop_every_rank_on_failure(params):
             if latest is None:
@@ -273,6 +301,9 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
                         bar.set_postfix(loss=f"{records[-1]['loss']:.3f}", tok_s=f"{rate:,.0f}")
                     pending = []
                 bar.update(1)
+                if stop is not None and stop() and loop.step < total:
+                    raise StoppedError(f"run {run.full_name} stopped after step {loop.step} as asked; its checkpoints "
+                                       f"up to the last scheduled one are valid: resume goes on from there")
             bar.close()
             if rd is not None:
                 rd.flush()  # the last checkpoint is on disk: a failure to write it stops every rank too
@@ -342,6 +373,8 @@ def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool
               progress: bool = True, allow_platform_change: bool = False) -> list[RunResult]:
     """Prepare the zoo's dataset and step indexes once, then train every selected run in order."""
     selected = spec.runs(runs)
+    for run in selected:  # before the data is prepared; train_run checks again with the tokenizer's vocabulary
+        check_run_fits(spec, run, spec.data.vocab_size, out, device)
     try:
         store = prepare_store(spec.data, zoo_dir(out, spec) / "data", progress=progress)
         for data_seed in sorted({run.data_seed for run in selected}):

@@ -11,11 +11,11 @@ CURRENT unless its spec's `[numerics]` table names a path (keys it leaves out ta
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checkpoints_manifest import ManifestError, read_json
 from training.errors import SpecError
 
 
@@ -43,7 +43,9 @@ CHOICES: dict[str, dict[Any, str]] = {
                 True: "torch.compile of each transformer block (inductor, in its deterministic mode)"},
     "adamw": {"foreach-cuda": "torch's AdamW: the for-loop implementation on CPU, foreach on CUDA",
               "fused": "torch's fused AdamW kernel, on CPU and CUDA"},
-    "grad_layout": {"autograd": "gradients reduced in the memory layout autograd returns them in"},
+    "grad_layout": {"autograd": "gradients reduced in the memory layout autograd returns them in",
+                    "contiguous": "every gradient made contiguous before it is summed or its norm taken, so one "
+                                  "process, accumulation and data parallel reduce the same layout"},
     "weight_decay": {"ndim>=2": "every parameter with two or more dimensions is decayed (the attention "
                                 "biases b_Q/b_K/b_V [heads, d_head] too)",
                      "weights": "the W_* parameters only (weight matrices and embeddings); no bias or "
@@ -59,8 +61,8 @@ LEGACY = Numerics(attention="explicit", compile=False, adamw="foreach-cuda", gra
 # Compile is off unless a spec turns it on (`[numerics] compile = true`, as the research spec does): it is
 # bitwise twice and across a resume on CPU (tests/test_fast_path.py), but compiling costs a minute or more
 # on a small CPU, more than it gains at the toy zoos' sizes.
-CURRENT = dataclasses.replace(LEGACY, attention="sdpa", adamw="fused", weight_decay="weights",
-                              loss_log="strict-json")
+CURRENT = dataclasses.replace(LEGACY, attention="sdpa", adamw="fused", grad_layout="contiguous",
+                              weight_decay="weights", loss_log="strict-json")
 
 
 def numerics_from_table(table: Any, *, where: str, complete: bool) -> Numerics:
@@ -105,7 +107,7 @@ def resolve_numerics(asked: Numerics | None, config_path: Path) -> Numerics:
         return asked
     if config_path.is_file():
         try:
-            return recorded_numerics(json.loads(config_path.read_text()), where=str(config_path))
-        except ValueError:  # NumericsError included
+            return recorded_numerics(read_json(config_path), where=str(config_path))
+        except (ManifestError, ValueError, TypeError):  # NumericsError included
             return CURRENT  # not a readable config: the run directory check refuses it with the reason
     return CURRENT

@@ -1,9 +1,12 @@
-"""Sum micro-batch gradients in one fixed pairwise tree.
+"""Sum micro-batch gradients in one fixed pairwise tree, all in one memory layout.
 
 ((g0 + g1) + (g2 + g3)) is the same sum whether one process holds all four
 micro-batches or two processes hold two each, so the result is bitwise the same
 for any split of the global batch into processes × accumulation steps (when both
-are powers of two).
+are powers of two). The sums are elementwise, but the gradient norm (clipping) is summed
+in memory order: autograd returns some gradients transposed (W_Q/W_K/W_V), and a
+data-parallel gather makes them contiguous, so every path first puts gradients in one
+canonical layout (`canonical_layout`).
 
 `tree_sum` adds a list of items level by level; `PairwiseSum` adds the same tree
 as the items arrive, like a binary counter, so n micro-batches need at most
@@ -78,3 +81,11 @@ def _owned(item: list[torch.Tensor]) -> list[torch.Tensor]:
         owned.append(t.clone() if ptr in seen else t)
         seen.add(ptr)
     return owned
+
+
+def canonical_layout(grads: Sequence[torch.Tensor], layout: str) -> list[torch.Tensor]:
+    """`grads` in the layout the run's `numerics.grad_layout` names: "contiguous" (row-major, whatever
+    autograd returned: the same on every path), or "autograd" (as returned; the LEGACY path)."""
+    if layout == "autograd":
+        return list(grads)
+    return [g.contiguous() for g in grads]

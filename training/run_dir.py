@@ -8,6 +8,7 @@ previous manifest in force; `open_run` removes what a crash left behind
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections import deque
@@ -23,11 +24,13 @@ from checkpoints_manifest import (
     EnvironmentRecord,
     Manifest,
     PlatformChange,
+    ManifestError,
     atomic_write_bytes,
     canonical_json,
     code_version,
     discard_temp_files,
     file_entry,
+    parse_json,
     read_manifest,
     write_manifest,
 )
@@ -44,6 +47,7 @@ from training.errors import (
 CONFIG_NAME = "config.json"
 LOCK_NAME = ".lock"
 SNAPSHOTS_IN_FLIGHT = 2  # host copies of the full state waiting to be written, at most
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,6 +109,30 @@ class RunDirectory:
             ) from e
         self.manifest = manifest
 
+    def roll_back_to(self, step: int | None) -> None:
+        """List only the checkpoints up to `step` (None: none), then remove the others' directories.
+
+        The platform changes recorded at `step` or later go with the checkpoints they described."""
+        keep = [s for s in self.manifest.checkpoints if step is not None and s <= step]
+        dropped = tuple(f"checkpoints/{checkpoint.checkpoint_dir_name(s)}/" for s in self.manifest.checkpoints
+                        if s not in keep)
+        manifest = replace(self.manifest, checkpoints=keep,
+                           files={p: e for p, e in self.manifest.files.items() if not p.startswith(dropped)},
+                           platform_changes=[c for c in self.manifest.platform_changes
+                                             if step is not None and c.step < step])
+        try:
+            write_manifest(self.path, manifest)
+            self.manifest = manifest
+            _discard_unlisted_checkpoints(self.path, {checkpoint.checkpoint_dir_name(s) for s in keep})
+        except OSError as e:
+            raise _storage_error(self.path, e) from e
+
+    def adopt_platform(self, here: EnvironmentRecord, code: str, *, allow_change: bool) -> None:
+        """Go on from the latest listed checkpoint on platform (`here`, `code`): see `check_platform`
+        (`open_run` checked the latest listed when it opened; after a roll-back to an earlier one, the
+        check is for that one). The change, if allowed, is written with the next checkpoint's manifest."""
+        self.manifest = check_platform(self.path, self.manifest, here, code, allow_change=allow_change)
+
     def close(self) -> None:
         """Finish the checkpoints in flight, then release the run's lock."""
         try:
@@ -129,11 +157,14 @@ def open_run(path: Path, *, run: str, config: dict[str, Any], dataset_fingerprin
     that is not this run.
 
     - another process holds the run's lock → `RunLockedError`;
-    - files of another run (different config.json, or files but no config) → `RunDirectoryConflictError`;
+    - files of another run (a different config.json, naming the keys that differ, or files but no
+      config) → `RunDirectoryConflictError`; but a run that never completed an update (nothing
+      listed after step 0) starts again with the new config, since nothing trained is lost;
     - an unfinished run (last checkpoint before `final_step`) without `resume` →
       `RunDirectoryConflictError` (never overwrite); a finished one simply reopens;
     - a dataset whose fingerprint differs from the manifest's → `RunDirectoryConflictError`;
-    - an unfinished run trained on another platform → `PlatformChangedError` (see `check_platform`);
+    - an unfinished run trained on another platform → `PlatformChangedError` (see `check_platform`),
+      before anything is changed;
     - a directory that cannot be written (full, read-only) → `StorageError`.
     """
     try:
@@ -144,7 +175,7 @@ def open_run(path: Path, *, run: str, config: dict[str, Any], dataset_fingerprin
     try:
         config_bytes = canonical_json(config).encode()
         discard_temp_files(path)  # a write killed mid-way (config or manifest) left it; never listed
-        _check_same_run(path, config_bytes)
+        _check_same_run(path, config, config_bytes)
         manifest_path = path / MANIFEST_NAME
         if manifest_path.exists():
             manifest = read_manifest(path)
@@ -194,7 +225,9 @@ def check_platform(path: Path, manifest: Manifest, here: EnvironmentRecord, code
     manifest records the change at the checkpoint the run resumes from, and replay compares
     each stretch with its own platform.
     """
-    step = manifest.checkpoints[-1] if manifest.checkpoints else 0
+    if not manifest.checkpoints:  # nothing kept to mix with: the run starts afresh, on this platform
+        return replace(manifest, environment=here, code_version=code, platform_changes=[])
+    step = manifest.checkpoints[-1]
     their_code, theirs = manifest.platform_of(step + 1)
     differences = here.bitwise_comparable(theirs)
     if code != their_code:
@@ -224,21 +257,60 @@ def _lock(path: Path, run: str) -> int:
                              f"wait for it to finish (or stop it) and try again") from None
 
 
-def _check_same_run(path: Path, config_bytes: bytes) -> None:
+def _check_same_run(path: Path, config: dict[str, Any], config_bytes: bytes) -> None:
     config_path = path / CONFIG_NAME
     if config_path.exists():
-        if config_path.read_bytes() != config_bytes:
-            raise RunDirectoryConflictError(
-                f"{config_path} describes a different run (its config differs from the spec's); "
-                f"refusing to overwrite it. Choose another --out, or delete that directory yourself"
-            )
-        return
+        recorded = config_path.read_bytes()
+        if recorded == config_bytes:
+            return
+        differences = config_differences(recorded, config)
+        if _never_updated(path):
+            log.warning("%s never completed an update and its config differs from the spec's (%s): starting it "
+                        "again with the spec's config", path, differences)
+            (path / MANIFEST_NAME).unlink(missing_ok=True)  # no manifest: a new run, whose first writes replace all
+            return
+        raise RunDirectoryConflictError(
+            f"{config_path} describes a different run: {differences}; refusing to overwrite its trained "
+            f"checkpoints. Choose another --out, or delete that directory yourself"
+        )
     foreign = [p.name for p in path.iterdir() if p.name != LOCK_NAME]
     if foreign:
         raise RunDirectoryConflictError(
             f"{path} holds files that are not a zoo run ({', '.join(sorted(foreign)[:5])}); "
             f"refusing to write into it. Choose another --out"
         )
+
+
+def config_differences(recorded: bytes, config: dict[str, Any]) -> str:
+    """The keys in which a config.json (`recorded`) differs from `config`, with both values."""
+    try:
+        old = _flat(parse_json(recorded, source=CONFIG_NAME))
+    except ManifestError as e:
+        return f"it is not a config this code can read ({e})"
+    new = _flat(config)
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "(absent)") != new.get(k, "(absent)"))
+    shown = [f"{k} is {old.get(k, '(absent)')!r} there, {new.get(k, '(absent)')!r} in the spec" for k in keys[:8]]
+    return "; ".join(shown) + (f"; and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {"training.steps": 24, ...}."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _never_updated(path: Path) -> bool:
+    """Whether the run in `path` lists no checkpoint after step 0 (no manifest: none at all)."""
+    try:
+        return read_manifest(path).checkpoints in ([], [0])
+    except FileNotFoundError:
+        return True
+    except ManifestError:
+        return False
 
 
 def _discard_unlisted_checkpoints(path: Path, keep: set[str]) -> None:

@@ -236,6 +236,7 @@ def spec_from_dict(raw: dict[str, Any], *, source: str = "<spec>", text: str = "
 
     training = _dataclass_from(TrainingSpec, raw["training"], ("training",), where)
     _check_training(training, where)
+    _check_micro_batches(training, where)
     optimizer = _dataclass_from(OptimizerSpec, raw.get("optimizer", {}), ("optimizer",), where)
     if optimizer.schedule not in ("cosine", "constant"):
         raise SpecError(f"{where.at(('optimizer',), 'schedule')}: schedule must be 'cosine' or 'constant', "
@@ -300,6 +301,31 @@ def _check_training(t: TrainingSpec, where: _Locator) -> None:
                         f"got {t.cpu_level!r}")
     if t.precision not in ("float32", "bfloat16"):
         raise SpecError(f"{where.at(table, 'precision')}: precision must be 'float32' or 'bfloat16', got {t.precision!r}")
+
+
+def micro_batches_problem(n_micro: int, world_size: int) -> str | None:
+    """Why `n_micro` micro-batches per update cannot be split over `world_size` processes as 1, 2, 4, … each
+    (what makes every processes × accumulation split sum gradients in the same tree), or None."""
+    per_process, rest = divmod(n_micro, world_size)
+    if rest or per_process < 1 or per_process & (per_process - 1):
+        return (f"{n_micro} micro-batches cannot be split over {world_size} processes as a power-of-two number "
+                f"each (needed for bitwise-equal sums)")
+    return None
+
+
+def _check_micro_batches(t: TrainingSpec, where: _Locator) -> None:
+    """The trainer's rule, checked here so that a spec it would refuse is refused before anything is written."""
+    n_micro = t.batch_size // t.micro_batch_size
+    if micro_batches_problem(n_micro, 1) is None:
+        return
+    micro = [t.batch_size >> k for k in range(t.batch_size.bit_length()) if t.batch_size % (1 << k) == 0]
+    low, high = 1 << (n_micro.bit_length() - 1), 1 << n_micro.bit_length()
+    raise SpecError(
+        f"{where.at(('training',), 'micro_batch_size')}: batch_size {t.batch_size} / micro_batch_size "
+        f"{t.micro_batch_size} = {n_micro} micro-batches per update, but the trainer sums micro-batch gradients "
+        f"in a pairwise tree of 1, 2, 4, … of them (so that any processes × accumulation split gives the same "
+        f"bits); use micro_batch_size {', '.join(map(str, micro[:6]))}, or batch_size "
+        f"{low * t.micro_batch_size} or {high * t.micro_batch_size}")
 
 
 class _Locator:

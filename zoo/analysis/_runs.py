@@ -75,8 +75,11 @@ def local_run(path: str | Path) -> RunCheckpoints:
 def published_runs(pattern: str, *, org: str, root: str | Path | None = None,
                    zoo: str | None = None) -> list[RunCheckpoints]:
     """Every published run whose model matches `pattern` (glob, e.g. "*-2l"), each seed its own run."""
-    infos = [r for r in hub.list_models(org=org, root=root)
-             if fnmatch.fnmatchcase(r.model, pattern) and zoo in (None, r.zoo)]
+    listing = hub.list_models(org=org, root=root)
+    if listing.unreadable:  # one of them may be a seed of this model: statistics without it would mislead
+        raise RunNotFoundError(f"published runs under org {org!r} cannot be read: "
+                               f"{'; '.join(f'{repo}: {why}' for repo, why in listing.unreadable.items())}")
+    infos = [r for r in listing if fnmatch.fnmatchcase(r.model, pattern) and zoo in (None, r.zoo)]
     if not infos:
         raise RunNotFoundError(f"no published model matches {pattern!r} under org {org!r}"
                                f"{f' in zoo {zoo!r}' if zoo else ''}; `zoo list --org {org}` shows what exists")

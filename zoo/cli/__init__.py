@@ -22,19 +22,21 @@ A zoo spec (TOML, or a built-in name: {", ".join(BUILTIN_SPECS)})
 names architectures (attn-only, gelu, solu), sizes, seeds, dataset and
 schedule. Every run trains deterministically: same spec + seeds + data +
 platform => identical bytes of weights, optimizer state and loss log, across
-crashes and resumes. Each run directory holds config.json, loss.jsonl, a dense
-set of full-state checkpoints (checkpoints/stepNNNNNNNN/) and manifest.json
-(written last: sizes + sha256).
+crashes and resumes. Each run directory holds config.json, a dense set of
+full-state checkpoints (checkpoints/stepNNNNNNNN/: weights, optimizer state,
+state.json and loss.jsonl, the updates since the previous checkpoint) and
+manifest.json (written last: sizes + sha256). Resume starts from the latest
+checkpoint whose files verify against it, and says which it skipped.
 
 Typical session:
   zoo demo                                 train a quick subset of the toy zoo
   zoo train toy --runs 'solu-*-seed0'      train runs of a zoo (glob on run names)
-  zoo train toy --resume                   continue every run from its last checkpoint
+  zoo train toy --resume                   continue every run from its latest checkpoint that verifies
   zoo train research --device cuda         research sizes (d_model 512, n_ctx 1024, bf16) on a GPU
   zoo launch toy --executor slurm          one Slurm job per run (array), requeued on preemption
-  zoo status toy                           pending/running/done/failed, last step, latest loss
-  zoo batch out/toy/data --step 5 --decode the exact samples update 5 trained on
-  zoo where-seen out/toy/data --doc 17     every (step, row) that trained on document 17
+  zoo status toy                           pending/running/done/cancelled/failed, last step, loss
+  zoo batch out/toy --step 5 --decode      the exact samples update 5 trained on
+  zoo where-seen out/toy --doc 17          every (step, row) that trained on document 17
   zoo verify out/toy/runs/solu-1l-seed0    check every file against the manifest
   zoo publish out/toy --org me             one Hub repo per run + the zoo's data (or --root DIR)
   zoo replay solu-1l --seed 0 --from 64 --to 128 --org me
@@ -71,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("spec", help=SPEC_ARGUMENT_HELP)
     _add_run_options(train)
     train.add_argument("--resume", action="store_true",
-                       help="continue each run from its latest complete checkpoint (bitwise equal to never stopping)")
+                       help="continue each run from its latest checkpoint whose files verify against the manifest "
+                            "(bitwise equal to never stopping); those skipped are named, with why")
     train.add_argument("--allow-platform-change", action="store_true",
                        help="resume runs trained on another platform (CPU level, device, torch, precision settings, "
                             "code version) here anyway; each run's manifest records the step where it changed, and "

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data_index import StepIndex, TokenStore, batch, format_batch, format_where_seen, where_seen_text
+from data_index import (
+    StepIndex,
+    StoreNotFoundError,
+    TokenStore,
+    batch,
+    format_batch,
+    format_where_seen,
+    where_seen_text,
+)
 from training.loop import check_step_index, index_path
 
 
@@ -16,7 +24,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                     "zoo's materialized step index: the same samples training used.")
     show.add_argument("zoo_dir", type=Path, help="a trained zoo's directory, e.g. out/toy")
     show.add_argument("--step", type=int, required=True, help="update number, 1 … the zoo's last step")
-    show.add_argument("--data-seed", type=int, default=0, help="the run's data_seed (default 0)")
+    show.add_argument("--data-seed", type=int, default=0, help="the run's data_seed (default 0; an error lists "
+                                                               "the ones the zoo has)")
     show.add_argument("--decode", action="store_true", help="also print each sample as text")
     show.set_defaults(func=_batch)
 
@@ -27,14 +36,26 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     which = seen.add_mutually_exclusive_group(required=True)
     which.add_argument("--doc", type=int, help="document id in the corpus")
     which.add_argument("--text", help="every document containing this snippet")
-    seen.add_argument("--data-seed", type=int, default=0, help="the run's data_seed (default 0)")
+    seen.add_argument("--data-seed", type=int, default=0, help="the run's data_seed (default 0; an error lists "
+                                                               "the ones the zoo has)")
     seen.set_defaults(func=_where_seen)
 
 
 def _open(zoo_dir: Path, data_seed: int) -> tuple[TokenStore, StepIndex]:
-    """The zoo's store and step index, refused when the index is not the one its runs trained with."""
+    """The zoo's token store and the step index of `data_seed`; an error names what the zoo has instead."""
+    if not (zoo_dir / "data").is_dir():
+        hint = (f"; {zoo_dir} looks like the data folder itself, give its parent {zoo_dir.parent}"
+                if (zoo_dir / "store.json").is_file() else "")
+        raise StoreNotFoundError(f"{zoo_dir} is not a trained zoo's directory (it has no data/ folder){hint}. "
+                                 f"Pass the zoo's directory, e.g. out/toy, or train the zoo first: zoo train SPEC")
+    if not index_path(zoo_dir, data_seed).is_dir():
+        seeds = sorted(int(p.name[4:]) for p in (zoo_dir / "index").glob("data*") if p.name[4:].isdigit())
+        have = (f"it has the data seeds {', '.join(map(str, seeds))} (pass --data-seed {seeds[0]})" if seeds
+                else "it has none")
+        raise StoreNotFoundError(f"zoo {zoo_dir} has no step index for data seed {data_seed}: {have}. `zoo train "
+                                 f"SPEC` indexes the data seed of every run it trains")
     store, index = TokenStore.open(zoo_dir / "data"), StepIndex.open(index_path(zoo_dir, data_seed))
-    check_step_index(zoo_dir, index, store.fingerprint)
+    check_step_index(zoo_dir, index, store.fingerprint)  # the index its runs trained with, or refused
     return store, index
 
 

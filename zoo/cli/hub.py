@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from training.schedule import describe_steps
@@ -30,7 +31,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     show = commands.add_parser("list", help="list published families, sizes, seeds and checkpoint steps",
                                description="Every run published under ORG, read from its manifest: zoo, model, "
                                            "seeds, how many checkpoints and which steps, written compactly "
-                                           "(0, 1, 2, 4 … 64, 68 … 600 (every 4)).")
+                                           "(0, 1, 2, 4 … 64, 68 … 600 (every 4)). A run that cannot be read "
+                                           "(damaged, or not cached under HF_HUB_OFFLINE) is named with why, "
+                                           "after the others; the exit status is then 1.")
     show.add_argument("--org", required=True)
     show.add_argument("--root", help=_ROOT_HELP)
     show.set_defaults(func=_list)
@@ -61,12 +64,15 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    listing = list_models(org=args.org, root=args.root)
     print(f"{'zoo':<10} {'model':<16} {'arch':<10} {'layers':>6} {'d_model':>7} {'seeds':>9} {'ckpts':>5}  steps")
-    for r in list_models(org=args.org, root=args.root):
+    for r in listing:
         print(f"{r.zoo:<10} {r.model:<16} {r.architecture:<10} {r.n_layers:>6} {r.d_model:>7} "
               f"{seeds_label(r.init_seed, r.data_seed):>9} "
               f"{len(r.steps):>5}  {describe_steps(r.steps)}")
-    return 0
+    for repo_id, why in listing.unreadable.items():
+        print(f"zoo: could not read {repo_id}: {why}", file=sys.stderr)
+    return 1 if listing.unreadable else 0
 
 
 def _download(args: argparse.Namespace) -> int:

@@ -31,9 +31,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     go.add_argument("--array-parallelism", type=int, default=256, metavar="K", help="at most K runs at once")
     go.set_defaults(func=_launch)
 
-    show = commands.add_parser("status", help="each run's state: pending, running, done, failed",
+    show = commands.add_parser("status", help="each run's state: pending, running, done, cancelled, failed",
                                description="Read the run directories, the jobs `zoo launch` recorded and the "
-                                           "scheduler: state, last checkpoint step and latest loss of every run.")
+                                           "scheduler: state, last checkpoint step and latest loss of every run. "
+                                           "Exit status: 0, or 1 when a run failed.")
     show.add_argument("spec")
     show.add_argument("--out", type=Path, default=Path("out"))
     show.set_defaults(func=_status)
@@ -60,10 +61,11 @@ def _launch(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     print(f"{'run':<24} {'state':<13} {'job':<10} {'step':>11} {'loss':>8}")
-    for row in status(spec, args.out):
+    rows = status(spec, args.out)
+    for row in rows:
         step = f"{row.last_step if row.last_step is not None else '-'}/{row.final_step}"
         loss = f"{row.loss:.4f}" if row.loss is not None else "-"
         print(f"{row.run:<24} {row.state:<13} {row.job_id or '-':<10} {step:>11} {loss:>8}")
         if row.error:
             print(f"  error: {row.error}")
-    return 0
+    return 1 if any(row.state == "failed" for row in rows) else 0

@@ -20,6 +20,7 @@ from zoo.hub.errors import (
     HubError,
     HubUnavailableError,
     IntegrityError,
+    NotCachedError,
     PublishError,
     UnknownModelError,
     UnsafeArtifactError,
@@ -28,6 +29,7 @@ from zoo.hub.load import (
     Loaded,
     Snapshot,
     RunInfo,
+    RunListing,
     data_repo,
     fetch_all,
     find_run,
@@ -54,8 +56,12 @@ def publish(path: str | os.PathLike, *, org: str, root: Root = None, progress: b
     return publish_path(Path(path), org, backend_for(root), progress=progress)
 
 
-def list_models(*, org: str, root: Root = None) -> list[RunInfo]:
-    """Every run published under `org`: zoo, model, architecture, size, seeds and checkpoint steps."""
+def list_models(*, org: str, root: Root = None) -> RunListing:
+    """Every run published under `org`: zoo, model, architecture, size, seeds and checkpoint steps.
+
+    A list of RunInfo; its `unreadable` names each run that could not be read (damaged, or offline and
+    not cached) with why, so one bad run does not hide the others.
+    """
     return list_runs(backend_for(root), org)
 
 
@@ -68,8 +74,10 @@ def load(model: str, *, org: str, seed: int | None = None, init_seed: int | None
     nearest to that many tokens seen. `revision` pins a commit sha or tag (e.g. "step24").
     Unknown model, seed or step → UnknownModelError listing what exists; a file whose
     bytes differ from the manifest → IntegrityError naming it (the bad copy is not kept);
-    a malformed or hostile file (unsafe path, not safetensors, wrong tensors, absurd config)
-    → UnsafeArtifactError, before allocating; a server that keeps failing → HubUnavailableError.
+    a malformed or hostile file (unsafe path, not safetensors, wrong tensors, JSON nested or sized
+    beyond reason, a config whose model exceeds this machine's memory) → UnsafeArtifactError, before
+    allocating; a server that keeps failing → HubUnavailableError; offline mode (HF_HUB_OFFLINE)
+    and a file not in the cache → NotCachedError, at once.
     """
     backend = backend_for(root)
     snap = run_snapshot(backend, org, model, zoo, seed, init_seed, data_seed, revision)
@@ -116,5 +124,6 @@ def run_snapshot(backend: Backend, org: str, model: str, zoo: str | None, seed: 
     return snapshot(backend, repo, revision)
 
 
-__all__ = ["HubError", "HubUnavailableError", "IntegrityError", "Loaded", "PublishError", "Published", "RunInfo",
-           "UnknownModelError", "UnsafeArtifactError", "download", "download_data", "list_models", "load", "publish"]
+__all__ = ["HubError", "HubUnavailableError", "IntegrityError", "Loaded", "NotCachedError", "PublishError",
+           "Published", "RunInfo", "RunListing", "UnknownModelError", "UnsafeArtifactError", "download",
+           "download_data", "list_models", "load", "publish"]

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
-    LocalEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -50,7 +49,6 @@ class Repo:
 
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 class Backend(Protocol):
     """The operations publish and load need from a place that holds repos."""
@@ -80,6 +78,10 @@ class Backend(Protocol):
     def evict(self, local: Path) -> None:
         """Forget a fetched copy that failed verification, so it is never served as good again."""
 
+    @property
+    def caches(self) -> bool:
+        """Whether fetched files are copies in a cache (the Hub), not the published files themselves."""
+
 
 def backend_for(root: str | os.PathLike | None) -> Backend:
     """The Hub (HF_ENDPOINT) when `root` is None, else the directory `root` (a path or `file://` URL)."""
@@ -106,6 +108,8 @@ def _git_sha1(content: Content) -> str:
 class HubBackend:
     """Repos on the Hub, or any server speaking its API at HF_ENDPOINT."""
 
+    caches = True
+
     def __init__(self) -> None:
         self.api = HfApi()  # built now, so it takes the endpoint in force at this call
 
@@ -130,12 +134,10 @@ class HubBackend:
         return sorted(path for path, content in files.items() if not _holds(remote.get(path), content))
 
     def read(self, repo: Repo, path: str) -> bytes | None:
-        def call() -> bytes | None:
-            try:
-                return Path(hf_hub_download(repo.id, path, repo_type=repo.type)).read_bytes()
-            except (RepositoryNotFoundError, EntryNotFoundError):
-                return None
-        return retrying(f"download of {repo.id}/{path}", call)
+        try:
+            return self.fetch(repo, path, None)[0].read_bytes()
+        except UnknownModelError:
+            return None
 
     def commit(self, repo: Repo, files: dict[str, Content], message: str, parent: str | None) -> str | None:
         if parent is None:
@@ -169,17 +171,9 @@ class HubBackend:
 
     def fetch(self, repo: Repo, path: str, revision: str | None,
               expected: FileEntry | None = None) -> tuple[Path, str | None]:
-        if expected is not None and revision is not None and _COMMIT.fullmatch(revision) \
-                and not constants.HF_HUB_OFFLINE:
-            download = lambda: cached_or_downloaded(repo.id, repo.type, path, revision, expected)  # noqa: E731
-        else:
-            download = lambda: hf_hub_download(repo.id, path, repo_type=repo.type, revision=revision)  # noqa: E731
         try:
-            local = Path(retrying(f"download of {repo.id}/{path}", download))
-        except LocalEntryNotFoundError as e:
-            raise HubUnavailableError(f"{repo.id}/{path} is not in the local cache and cannot be downloaded now "
-                                      f"({str(e).splitlines()[0][:200]}); go online (unset HF_HUB_OFFLINE) or "
-                                      f"check HF_ENDPOINT") from None
+            return retrying(f"download of {repo.id}/{path}", lambda: cached_or_downloaded(
+                repo.id, repo.type, path, revision or "main", expected))
         except RevisionNotFoundError:
             raise UnknownModelError(f"{repo.type} repo {repo.id} has no revision {revision!r}; "
                                     f"use a branch, a tag (e.g. step{{N}}) or a commit sha it has") from None
@@ -189,11 +183,10 @@ class HubBackend:
         except EntryNotFoundError:
             raise UnknownModelError(f"{repo.type} repo {repo.id} has no file {path}; "
                                     f"publish the run again to complete it") from None
-        except urllib.error.HTTPError as e:
-            raise HubUnavailableError(f"download of {repo.id}/{path} was refused: HTTP {e.code} from {e.url}; "
-                                      f"check access to the repo (HF_TOKEN) and try again") from None
-        parts = local.parts
-        return local, parts[parts.index("snapshots") + 1]
+        except (HfHubHTTPError, urllib.error.HTTPError) as e:  # 401/403 and the like: not transient
+            status = e.code if isinstance(e, urllib.error.HTTPError) else e.response.status_code
+            raise HubUnavailableError(f"download of {repo.id}/{path} was refused: HTTP {status}; check access "
+                                      f"to the repo (HF_TOKEN) and HF_ENDPOINT, and try again") from None
 
     def evict(self, local: Path) -> None:
         blob = local.resolve()  # the snapshot entry is a link to a content-named blob
@@ -214,6 +207,8 @@ def _holds(remote: object | None, content: Content) -> bool:
 
 class DirBackend:
     """Repos as plain directories under a root (a shared cluster filesystem): no commits, no revisions."""
+
+    caches = False
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -29,17 +29,25 @@ class IntegrityError(HubError):
         self.path = path
 
 
-def mismatch_error(repo_id: str, path: str, entry: FileEntry, size: int, sha256: str) -> IntegrityError:
-    """The error for a copy of `path` that differs from its manifest `entry` (the copy is already gone)."""
+def mismatch_error(repo_id: str, path: str, entry: FileEntry, size: int, sha256: str, *,
+                   cached: bool) -> IntegrityError:
+    """The error for a copy of `path` that differs from its manifest `entry`: a downloaded copy (`cached`,
+    already removed from the cache) or the file itself in a directory root."""
     found = f"{size} bytes" if size != entry.size else f"sha256 {sha256}"
-    return IntegrityError(
-        f"{repo_id}: {path} does not match its manifest (expected {entry.size} bytes, sha256 {entry.sha256}; "
-        f"got {found}). The bad copy was removed from the cache; download again, and if it persists the "
-        f"published file is damaged: republish the run", repo_id=repo_id, path=path)
+    fix = ("The bad copy was removed from the cache; download again, and if it persists the published file "
+           "is damaged: republish the run" if cached else
+           "The file in the directory root is damaged (a root is the source, not a cache: nothing was removed); "
+           "republish the run to repair it")
+    return IntegrityError(f"{repo_id}: {path} does not match its manifest (expected {entry.size} bytes, sha256 "
+                          f"{entry.sha256}; got {found}). {fix}", repo_id=repo_id, path=path)
 
 
 class HubUnavailableError(HubError):
     """The server kept failing (5xx, timeouts, dropped connections) after every retry; nothing bad was kept."""
+
+
+class NotCachedError(HubUnavailableError):
+    """Offline mode (HF_HUB_OFFLINE) is on and a file is not in the local cache; the message names both."""
 
 
 class UnsafeArtifactError(HubError):

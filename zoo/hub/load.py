@@ -8,7 +8,6 @@ against its manifest entry; a bad copy is evicted from the cache before the erro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,20 +18,35 @@ from typing import Any, TypeVar
 import torch
 from tokenizers import Tokenizer
 
-from checkpoints_manifest import MANIFEST_NAME, Manifest, ManifestError, sha256_bytes
+from checkpoints_manifest import (
+    MANIFEST_NAME,
+    MAX_JSON_BYTES,
+    Manifest,
+    ManifestError,
+    UnsafeJSONError,
+    parse_json,
+    read_json,
+    sha256_bytes,
+)
 from data_index import load_tokenizer
 from training.checkpoint import checkpoint_dir_name
 from training.model import ModelInputError, Transformer
 from training.schedule import describe_steps
 from zoo.hub import verified
 from zoo.hub.backends import Backend, Repo
-from zoo.hub.errors import HubError, IntegrityError, UnknownModelError, UnsafeArtifactError, mismatch_error
+from zoo.hub.errors import (
+    HubError,
+    HubUnavailableError,
+    IntegrityError,
+    NotCachedError,
+    UnknownModelError,
+    UnsafeArtifactError,
+    mismatch_error,
+)
 from zoo.hub.publish import REGISTRY, REGISTRY_FILE, TOKENIZER_PATH, data_repo_id
 from zoo.hub.weights import load_weights, model_config
 
 T = TypeVar("T")
-
-MAX_JSON_BYTES = 64 << 20  # manifests, configs, the registry: JSON records, never this large unless hostile
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,15 @@ class RunInfo:
     n_layers: int
     d_model: int
     steps: list[int]  # checkpoint steps, ascending
+
+
+class RunListing(list[RunInfo]):
+    """The runs `list_models` could read, in order, and `unreadable`: each run it could not read (damaged,
+    or not in the cache in offline mode), by repo id, with why."""
+
+    def __init__(self, runs: list[RunInfo], unreadable: dict[str, str]) -> None:
+        super().__init__(runs)
+        self.unreadable = unreadable
 
 
 @dataclass
@@ -121,26 +144,37 @@ def registry(backend: Backend, org: str) -> dict[str, dict[str, Any]]:
 
 
 def _json(local: Path, where: str) -> Any:
-    """A small JSON file's value; refused unread if it is huge, and refused if it does not parse."""
-    if local.stat().st_size > MAX_JSON_BYTES:
-        raise UnsafeArtifactError(f"{where} is {local.stat().st_size} bytes, more than a JSON record can "
-                                  f"need ({MAX_JSON_BYTES}); refused unread")
+    """A JSON file from outside; refused (unread if it is huge) when it is not a JSON record."""
     try:
-        return json.loads(local.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UnsafeArtifactError(f"{where} is not valid JSON ({e}); republish it") from None
+        return read_json(local, source=where)
+    except UnsafeJSONError as e:
+        raise UnsafeArtifactError(f"{e}; republish it") from None
 
 
-def list_runs(backend: Backend, org: str) -> list[RunInfo]:
-    """Every run published under `org`, with sizes and checkpoint steps from its verified files."""
-    out = []
+def list_runs(backend: Backend, org: str) -> RunListing:
+    """Every run published under `org`, with sizes and checkpoint steps from its verified files.
+
+    A run whose files are damaged, hostile or (offline) not cached is named in `unreadable`
+    with why, and the others are listed; a server that keeps failing is an error for all.
+    """
+    out, unreadable = [], {}
     for name in sorted(registry(backend, org)):
-        snap = snapshot(backend, Repo(f"{org}/{name}", "model"), None)
-        config = _config(backend, snap)
+        try:
+            snap = snapshot(backend, Repo(f"{org}/{name}", "model"), None)
+            config = _config(backend, snap)
+        except HubUnavailableError as e:
+            if not isinstance(e, NotCachedError):
+                raise
+            unreadable[f"{org}/{name}"] = str(e)
+            continue
+        except HubError as e:
+            unreadable[f"{org}/{name}"] = str(e)
+            continue
         run, model = config["run"], config["model"]
         out.append(RunInfo(snap.repo.id, run["zoo"], run["model"], run["architecture"], run["init_seed"],
                            run["data_seed"], model["n_layers"], model["d_model"], snap.manifest.checkpoints))
-    return sorted(out, key=lambda r: (r.zoo, r.architecture, r.n_layers, r.model, r.init_seed, r.data_seed))
+    return RunListing(sorted(out, key=lambda r: (r.zoo, r.architecture, r.n_layers, r.model, r.init_seed,
+                                                 r.data_seed)), unreadable)
 
 
 def find_run(backend: Backend, org: str, model: str, *, zoo: str | None, seed: int | None,
@@ -176,12 +210,13 @@ def snapshot(backend: Backend, repo: Repo, revision: str | None) -> Snapshot:
     try:
         if local.stat().st_size > MAX_JSON_BYTES:
             raise ManifestError(f"{local.stat().st_size} bytes, more than a manifest can need ({MAX_JSON_BYTES})")
-        manifest = Manifest.from_json(local.read_text(), source=f"{repo.id}/{MANIFEST_NAME}")
-    except (ManifestError, UnicodeDecodeError) as e:
+        manifest = Manifest.from_json(local.read_bytes(), source=f"{repo.id}/{MANIFEST_NAME}")
+    except ManifestError as e:
         backend.evict(local)
-        raise IntegrityError(f"{repo.id}: {MANIFEST_NAME} is damaged ({e}); the copy was removed from the "
-                             f"cache, try again (republish the run if it persists)",
-                             repo_id=repo.id, path=MANIFEST_NAME) from None
+        fix = ("the copy was removed from the cache, try again (republish the run if it persists)"
+               if backend.caches else "republish the run to repair it")
+        raise IntegrityError(f"{repo.id}: {MANIFEST_NAME} is damaged ({e}); {fix}", repo_id=repo.id,
+                             path=MANIFEST_NAME) from None
     return Snapshot(repo, manifest, commit, local.parent)
 
 
@@ -242,7 +277,7 @@ def _check(backend: Backend, snap: Snapshot, path: str, local: Path, size: int, 
     if size == entry.size and sha256 == entry.sha256:
         return
     backend.evict(local)
-    raise mismatch_error(snap.repo.id, path, entry, size, sha256)
+    raise mismatch_error(snap.repo.id, path, entry, size, sha256, cached=backend.caches)
 
 
 def pick_step(snap: Snapshot, config: dict[str, Any], step: int | str | None, tokens: int | None) -> int:
@@ -299,14 +334,14 @@ def _config(backend: Backend, snap: Snapshot) -> dict[str, Any]:
     """The run's verified config.json, with the keys listing and loading read."""
     where = f"{snap.repo.id}/config.json"
     try:
-        config = json.loads(verified_bytes(backend, snap, "config.json"))
+        config = parse_json(verified_bytes(backend, snap, "config.json"), source=where)
         needed = {"run": ("zoo", "model", "architecture", "init_seed", "data_seed"),
                   "model": ("n_layers", "d_model"), "training": ("batch_size",), "data": ("n_ctx",)}
         if missing := [f"{section}.{key}" for section, keys in needed.items() for key in keys
                        if key not in config[section]]:
             raise KeyError(", ".join(missing))
         return config
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+    except (ManifestError, KeyError, TypeError) as e:
         raise UnsafeArtifactError(f"{where} is not a zoo run config ({type(e).__name__}: {e}); republish "
                                   f"the run") from None
 

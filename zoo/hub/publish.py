@@ -10,7 +10,6 @@ completed by running it again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -28,6 +27,8 @@ from checkpoints_manifest import (
     canonical_json,
     file_entry,
     held_lock,
+    parse_json,
+    read_json,
     read_manifest,
     verify,
 )
@@ -129,7 +130,8 @@ def _published_before(backend: Backend, org: str, zoo_dir: Path, runs: list[_Run
     """The zoo directory's other runs that the org's registry lists: the zoo card shows them too, so that
     publishing one run does not shrink the card to that run."""
     raw = backend.read(Repo(f"{org}/{REGISTRY}", "dataset"), REGISTRY_FILE)
-    registered = set(json.loads(raw)["runs"]) if raw is not None else set()
+    registry = parse_json(raw, source=f"{org}/{REGISTRY}/{REGISTRY_FILE}") if raw is not None else {"runs": {}}
+    registered = set(registry["runs"])
     publishing = {run.manifest.run for run in runs}
     others = []
     for run_dir in _run_dirs(zoo_dir):
@@ -138,7 +140,7 @@ def _published_before(backend: Backend, org: str, zoo_dir: Path, runs: list[_Run
         except ManifestError:
             continue  # not published from here now; its own publish reports what is wrong
         if manifest.run in registered and manifest.run not in publishing and manifest.checkpoints:
-            others.append(_Run(run_dir, manifest, json.loads((run_dir / "config.json").read_text())))
+            others.append(_Run(run_dir, manifest, read_json(run_dir / "config.json")))
     return others
 
 
@@ -185,7 +187,10 @@ def _runs_to_publish(path: Path) -> tuple[list[_Run], Path]:
             listed = "; ".join(map(str, mismatches[:5]))
             raise PublishError(f"{run_dir} does not match its manifest ({listed}); nothing was published. "
                                f"Retrain or resume the run (zoo train --resume) to repair it")
-        config = json.loads((run_dir / "config.json").read_text())
+        try:
+            config = read_json(run_dir / "config.json")
+        except ManifestError as e:
+            raise PublishError(f"cannot publish {run_dir}: {e}") from None
         runs.append(_Run(run_dir, manifest, config))
     return runs, zoo_dir
 
@@ -201,7 +206,11 @@ def _data_files(zoo_dir: Path, zoo: str, runs: list[_Run]) -> tuple[dict[str, Co
     if not store_meta.is_file():
         raise PublishError(f"{zoo_dir}/data holds no token store (store.json); the runs cannot be published "
                            f"without the data they trained on. Rebuild it with: zoo train SPEC (it prepares data)")
-    fingerprint = json.loads(store_meta.read_text())["fingerprint"]
+    try:
+        fingerprint = read_json(store_meta)["fingerprint"]
+    except (ManifestError, KeyError, TypeError) as e:
+        raise PublishError(f"{store_meta} is not a token store's record ({e}); rebuild the data with: "
+                           f"zoo train SPEC") from None
     for run in runs:
         if run.manifest.dataset_fingerprint != fingerprint:
             raise PublishError(f"run {run.manifest.run} was trained on dataset {run.manifest.dataset_fingerprint}, "
@@ -267,8 +276,8 @@ def _remote_manifest(backend: Backend, repo: Repo) -> Manifest | None:
     if raw is None:
         return None
     try:
-        return Manifest.from_json(raw.decode(), source=f"{repo.id}/{MANIFEST_NAME}")
-    except (ManifestError, UnicodeDecodeError):
+        return Manifest.from_json(raw, source=f"{repo.id}/{MANIFEST_NAME}")
+    except ManifestError:
         return None  # unreadable: record commits as if none were known, and replace it
 
 
@@ -277,7 +286,13 @@ def _register(backend: Backend, org: str, runs: list[_Run]) -> Published:
     repo = Repo(f"{org}/{REGISTRY}", "dataset")
     head = backend.head(repo)
     raw = backend.read(repo, REGISTRY_FILE)
-    registry = json.loads(raw) if raw is not None else {"runs": {}}
+    try:
+        registry = parse_json(raw, source=f"{repo.id}/{REGISTRY_FILE}") if raw is not None else {"runs": {}}
+        if not isinstance(registry.get("runs"), dict):
+            raise ManifestError(f"{repo.id}/{REGISTRY_FILE} has no table of runs")
+    except (ManifestError, AttributeError) as e:
+        raise PublishError(f"the org's registry is damaged ({e}); the runs were published but not registered. "
+                           f"Repair or delete {repo.id}/{REGISTRY_FILE}, then publish again") from None
     for run in runs:
         r = run.config["run"]
         registry["runs"][run.manifest.run] = {key: r[key] for key in

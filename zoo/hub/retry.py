@@ -1,9 +1,12 @@
 """Retry what a flaky network or server breaks, with bounded exponential backoff, then fail clearly.
 
-Transient: connection errors, timeouts, truncated bodies, HTTP 429 and 5xx (also when the
-client wraps them, e.g. in LocalEntryNotFoundError). Anything else (404, 412, bad input)
-is raised at once. ZOO_HUB_ATTEMPTS (default 5) bounds the tries, ZOO_HUB_BACKOFF_S
-(default 0.5) is the first wait; each wait doubles, capped at 30 s, with jitter.
+The one retry policy of every Hub request zoo makes (the requests themselves do not retry:
+zoo/hub/stream_download.py). Transient: connection errors, timeouts, truncated bodies,
+HTTP 429 and 5xx (also when the client wraps them, e.g. in LocalEntryNotFoundError).
+Anything else (404, 412, bad input) is raised at once, and offline mode (HF_HUB_OFFLINE)
+is an error at once, never retried. ZOO_HUB_ATTEMPTS (default 5) bounds the tries,
+ZOO_HUB_BACKOFF_S (default 0.5) is the first wait; each wait doubles, capped at 30 s,
+with jitter. So a server that refuses connections is an error after about 7 s.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import httpx2
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from zoo.hub.errors import HubError, HubUnavailableError
 
@@ -37,8 +40,11 @@ def retrying(what: str, call: Callable[[], T], *, also: tuple[type[BaseException
     for attempt in range(1, attempts + 1):
         try:
             return call()
+        except OfflineModeIsEnabled:
+            raise HubUnavailableError(f"{what} needs the server, but offline mode is on (HF_HUB_OFFLINE=1); "
+                                      f"unset HF_HUB_OFFLINE and try again") from None
         except Exception as error:
-            fault = _transient(error) or (error if isinstance(error, also) else None)
+            fault = transient(error) or (error if isinstance(error, also) else None)
             if fault is None:
                 raise
             if attempt == attempts:
@@ -51,10 +57,12 @@ def retrying(what: str, call: Callable[[], T], *, also: tuple[type[BaseException
     raise AssertionError("unreachable")
 
 
-def _transient(error: BaseException) -> BaseException | None:
-    """The transient fault behind `error` (itself or a cause), or None."""
+def transient(error: BaseException) -> BaseException | None:
+    """The transient fault behind `error` (itself or a cause), or None (offline mode is not one)."""
     seen: BaseException | None = error
     while seen is not None:
+        if isinstance(seen, OfflineModeIsEnabled):
+            return None
         if isinstance(seen, httpx2.TransportError):
             return seen
         if isinstance(seen, HfHubHTTPError) and seen.response is not None and \

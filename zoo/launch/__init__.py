@@ -6,8 +6,11 @@ the run's latest *scheduled* checkpoint. Nothing is saved at the signal: an extr
 checkpoint would change the scheduled ones' bytes (each holds the loss log since
 the previous checkpoint) and the manifest's list, while the dense schedule loses at
 most one interval of work. So a preempted run ends byte-identical to an
-uninterrupted one. A real error is not retried: the job fails and `zoo status`
-shows the error; `zoo launch` again resubmits exactly the runs that are not done.
+uninterrupted one. For the same reason a SIGTERM (scancel, scontrol requeue, preemption)
+stops training at the next step boundary rather than after the scheduler's kill wait;
+`zoo status` then shows the run cancelled (or pending, once requeued). A real error is
+not retried: the job fails and `zoo status` shows the error; `zoo launch` again
+resubmits exactly the runs that are not done.
 
 Per zoo, OUT/ZOO/launch/ holds jobs.json (job id of each run, written atomically),
 state/RUN.json (what each job last reported: running, failed + error), logs/
@@ -17,6 +20,8 @@ state/RUN.json (what each job last reported: running, failed + error), logs/
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +37,10 @@ from training import ZooSpec, train_run
 from training.checkpoint import checkpoint_dir_name, read_loss_stretch
 from training.determinism import restart_with_cpu_level
 from training.distributed import close_data_parallel, init_data_parallel
-from training.loop import prepare_step_index, run_path, zoo_dir
+from training.errors import StoppedError
+from training.loop import check_run_fits, prepare_step_index, run_path, zoo_dir
+from training.resume import checkpoint_problems
+from training.spec import micro_batches_problem
 from zoo.launch.cluster import ClusterResourceError, LaunchError, check_resources, job_states
 
 __all__ = ["ClusterResourceError", "LaunchConflictError", "LaunchError", "Launched", "Resources", "RunStatus",
@@ -75,7 +83,7 @@ class Launched:
 
 @dataclass(frozen=True)
 class RunStatus:
-    """A run's state: not launched, pending, running, done or failed (with the error)."""
+    """A run's state: not launched, pending, running, done, cancelled or failed (with the error)."""
 
     run: str
     state: str
@@ -103,6 +111,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         """Train the run to its last step; returns that step. Every rank of a data-parallel job runs this."""
         restart_with_cpu_level(self.spec.training.cpu_level)  # before torch computes: the job starts again with it
         env = submitit.JobEnvironment()
+        stop = _stop_on_sigterm()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=self.device == "cuda")
         parallel = init_data_parallel(self.device)
@@ -113,10 +122,11 @@ class TrainJob(submitit.helpers.Checkpointable):
                 atomic_write_json(state_path, {"job_id": env.job_id, "state": "running", "error": None})
             store = prepare_store(self.spec.data, zoo_dir(self.out, self.spec) / "data", progress=False)
             result = train_run(self.spec, run, store, self.out, resume=True, device=self.device,
-                               progress=False, parallel=parallel)
+                               progress=False, parallel=parallel, stop=stop.is_set)
         except Exception as error:
             if parallel.is_writer:
-                atomic_write_json(state_path, {"job_id": env.job_id, "state": "failed",
+                atomic_write_json(state_path, {"job_id": env.job_id,
+                                               "state": "stopped" if isinstance(error, StoppedError) else "failed",
                                                "error": "".join(traceback.format_exception_only(error)).strip()})
             raise
         finally:
@@ -124,19 +134,32 @@ class TrainJob(submitit.helpers.Checkpointable):
         return result.final_step
 
 
+def _stop_on_sigterm() -> threading.Event:
+    """An event SIGTERM sets, for training to stop at the next step boundary: nothing is saved at the signal,
+    so training on until the scheduler's SIGKILL (submitit only logs a SIGTERM) would be wasted work."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    return stop
+
+
 def launch(spec: ZooSpec, out: Path, *, executor: str = "slurm", resources: Resources = Resources(),
            runs: str | None = None, device: str = "cpu") -> list[Launched]:
     """Submit one job per run of `spec` (matching `runs`) that is not complete; [] when all are.
 
     Prepares the dataset and step indexes first (once, here), checks the partition and
-    resources against the cluster (sinfo) and refuses while jobs of this zoo are still
-    queued or running. Job ids go to OUT/ZOO/launch/jobs.json.
+    resources against the cluster (sinfo), each run's memory and disk needs, and that the
+    micro-batches split over the processes; refuses while jobs of this zoo are still queued
+    or running. Job ids go to OUT/ZOO/launch/jobs.json.
     """
     if executor not in EXECUTORS:
         raise LaunchError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if executor == "slurm":
         check_resources(resources.partition, nodes=resources.nodes, tasks_per_node=resources.tasks_per_node,
                         cpus_per_task=resources.cpus_per_task, gpus_per_node=resources.gpus_per_node)
+    n_micro = spec.training.batch_size // spec.training.micro_batch_size
+    if problem := micro_batches_problem(n_micro, resources.world_size):
+        raise LaunchError(f"{problem}: --nodes {resources.nodes} x --tasks-per-node {resources.tasks_per_node} "
+                          f"processes for zoo {spec.name!r}; use a power of two up to {n_micro} processes")
     folder = launch_dir(out, spec)
     (folder / "state").mkdir(parents=True, exist_ok=True)
     with _submitting(folder, spec.name):
@@ -151,6 +174,8 @@ def launch(spec: ZooSpec, out: Path, *, executor: str = "slurm", resources: Reso
         if not todo:
             return []
         store = prepare_store(spec.data, zoo_dir(out, spec) / "data", progress=False)
+        for run in todo:
+            check_run_fits(spec, run, store.vocab_size, out, device)
         for data_seed in sorted({run.data_seed for run in todo}):
             prepare_step_index(spec, store, zoo_dir(out, spec), data_seed, progress=False)
         jobs = _submit(_executor(folder, executor, resources),
@@ -174,6 +199,11 @@ def status(spec: ZooSpec, out: Path) -> list[RunStatus]:
         reported = _read_state(folder, run.name)
         if reported.get("job_id") != job_id:
             reported = {}
+        if last_step == spec.training.steps and (problems := _final_problems(run_path(out, spec, run))):
+            rows.append(RunStatus(run.name, "failed", job_id, last_step, spec.training.steps, loss,
+                                  f"its final checkpoint does not verify ({'; '.join(problems)}); `zoo launch` "
+                                  f"trains it again from the latest checkpoint that does"))
+            continue
         state, error = _state(spec, last_step, job_id, record["executor"], scheduler, reported)
         rows.append(RunStatus(run.name, state, job_id, last_step, spec.training.steps, loss, error))
     return rows
@@ -188,12 +218,18 @@ def _state(spec: ZooSpec, last_step: int | None, job_id: str | None, executor: s
     if reported.get("state") == "failed":
         return "failed", reported.get("error")
     if executor == "local":
-        return ("running", None) if _alive(job_id) else ("failed", "job ended before the run finished; see logs")
-    queued = scheduler.get(job_id)
-    if queued in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING"):
-        return "pending", None
-    if queued is not None:
-        return "running", None
+        if _alive(job_id):
+            return "running", None
+    else:
+        queued = scheduler.get(job_id)
+        if queued in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING"):
+            return "pending", None
+        if queued is not None:
+            return "running", None
+    if reported.get("state") == "stopped":  # a SIGTERM, and the job was not requeued
+        return "cancelled", None
+    if executor == "local":
+        return "failed", "job ended before the run finished; see logs"
     return "failed", f"job {job_id} left the queue before the run finished; see its log in launch/logs"
 
 
@@ -210,7 +246,15 @@ def _progress(path: Path) -> tuple[int | None, float | None]:
 
 
 def _complete(out: Path, spec: ZooSpec, run: str) -> bool:
-    return _progress(zoo_dir(out, spec) / "runs" / run)[0] == spec.training.steps
+    """Whether the run lists its final checkpoint and that checkpoint's files verify."""
+    path = zoo_dir(out, spec) / "runs" / run
+    return _progress(path)[0] == spec.training.steps and not _final_problems(path)
+
+
+def _final_problems(path: Path) -> list[str]:
+    """What is wrong with the files of the run's latest listed checkpoint ([] when they verify)."""
+    manifest = read_manifest(path)
+    return checkpoint_problems(path, manifest, manifest.checkpoints[-1])
 
 
 def _executor(folder: Path, kind: str, resources: Resources) -> submitit.Executor:

@@ -14,28 +14,38 @@ with an intervention is counterfactual and is never reported as a match or misma
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import safetensors.torch
 from safetensors.torch import save as safetensors_bytes
 import torch
 from tqdm import tqdm
 
-from checkpoints_manifest import EnvironmentRecord, Manifest, canonical_json, environment_record, sha256_bytes
+from checkpoints_manifest import (
+    EnvironmentRecord,
+    Manifest,
+    ManifestError,
+    canonical_json,
+    environment_record,
+    parse_json,
+    sha256_bytes,
+)
 from training import checkpoint
 from training.determinism import set_determinism
-from training.loop import build_model, build_optimizer, loss_record, numerics_of, run_steps
+from training.errors import CheckpointError, ResourceError, TrainingError
+from training.footprint import check_training
+from training.loop import build_model, build_optimizer, loss_record, model_config, numerics_of, run_steps
 from training.model import Transformer, lm_loss
 from training.numerics import recorded_numerics
 from training.spec import RunSpec, ZooSpec, spec_from_dict
+from training.tensors_file import read_tensors
 from zoo.hub.backends import Backend, backend_for
-from zoo.hub.errors import IntegrityError
+from zoo.hub.errors import IntegrityError, UnsafeArtifactError
 from zoo.hub.load import Snapshot, data_repo, fetch_all, pick_step, snapshot, verified_bytes
+from zoo.hub.weights import model_config as published_model
 from zoo.replay.data import PublishedData
 from zoo.replay.errors import ReplayError
 from zoo.replay.step import Callback, ReplayStep
@@ -101,11 +111,26 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
     checkpoint. The end state is compared byte for byte with the checkpoint at `to_step`
     when there is one, and every update's loss record with the published loss log.
     Damaged published files raise IntegrityError naming the checkpoint, step index or
-    token store file; an invalid request or intervention raises ReplayError.
+    token store file; a hostile one (JSON or a safetensors header beyond reason, a model
+    larger than this machine's memory) UnsafeArtifactError, before anything is allocated;
+    an invalid request or intervention raises ReplayError.
     """
     backend = backend_for(root)
     snap = run_snapshot(backend, org, model, zoo, seed, init_seed, data_seed, revision)
-    config = json.loads(_checked(lambda: verified_bytes(backend, snap, "config.json"), "run config"))
+    where = f"{snap.repo.id}/config.json"
+    try:
+        config = parse_json(_checked(lambda: verified_bytes(backend, snap, "config.json"), "run config"),
+                            source=where)
+    except ManifestError as e:
+        raise UnsafeArtifactError(f"{e}; republish the run") from None
+    d_vocab = published_model(config, snap.repo.id, device).d_vocab  # a malformed model is refused here
+    spec, run = _spec_of(config, where)
+    try:
+        check_training(model_config(spec, run, d_vocab), device=device, what=where,
+                       micro_batch_size=spec.training.micro_batch_size)
+    except ResourceError as e:
+        raise UnsafeArtifactError(f"{e}: the config is corrupt or hostile, or the run is too large for this "
+                                  f"machine") from None
     steps = snap.manifest.checkpoints
     pick_step(snap, config, from_step, None)  # a published checkpoint, or an error listing the nearest
     if not from_step < to_step <= steps[-1]:
@@ -114,15 +139,17 @@ def replay(model: str, *, from_step: int, to_step: int, org: str, seed: int | No
     compared = to_step if to_step in steps else None
     log_steps = [s for s in steps if from_step < s <= min(t for t in steps if t >= to_step)]
     _fetch_checkpoints(backend, snap, from_step, compared, log_steps)
-
-    spec, run = _spec_of(config)
     set_determinism(device, spec.training.cpu_threads, spec.training.cpu_level)
-    net = build_model(spec, run, config["model"]["d_vocab"], device)
+    net = build_model(spec, run, d_vocab, device)
     if net.cfg.to_dict() != config["model"]:
         raise ReplayError(f"{snap.repo.id}: config.json's model does not match the model its run spec builds; "
                           f"it was published by another version of zoo")
     optimizer = build_optimizer(net, spec, device)
-    checkpoint.read(snap.folder, from_step, net, optimizer)
+    try:
+        checkpoint.read(snap.folder, from_step, net, optimizer)
+    except CheckpointError as e:  # its bytes are the published ones: the publisher's file is malformed
+        raise UnsafeArtifactError(f"{snap.repo.id}: the published checkpoint {from_step} is malformed: {e}; "
+                                  f"republish the run") from None
 
     data = PublishedData(backend, snapshot(backend, data_repo(org, run.zoo), None), data_seed=run.data_seed,
                          batch_size=spec.training.batch_size, fingerprint=snap.manifest.dataset_fingerprint)
@@ -209,16 +236,20 @@ class _Batches:
         return self._ids[step], self._block.pop(step)
 
 
-def _spec_of(config: dict[str, Any]) -> tuple[ZooSpec, RunSpec]:
+def _spec_of(config: Any, where: str) -> tuple[ZooSpec, RunSpec]:
     """The zoo spec of just this run, rebuilt from its published config.json."""
-    run, model = config["run"], config["model"]
-    size = {k: model[k] for k in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp")}
-    spec = spec_from_dict({
-        "name": run["zoo"], "data": config["data"], "sizes": {"run": size}, "families": {run["architecture"]: ["run"]},
-        "seed_pairs": [[run["init_seed"], run["data_seed"]]],
-        **{key: config[key] for key in ("training", "optimizer", "checkpoints")},
-    }, source="config.json")
-    spec = dataclasses.replace(spec, numerics=recorded_numerics(config))  # absent: the path of its day
+    try:
+        run, model = config["run"], config["model"]
+        size = {k: model[k] for k in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp")}
+        spec = spec_from_dict({
+            "name": run["zoo"], "data": config["data"], "sizes": {"run": size},
+            "families": {run["architecture"]: ["run"]}, "seed_pairs": [[run["init_seed"], run["data_seed"]]],
+            **{key: config[key] for key in ("training", "optimizer", "checkpoints")},
+        }, source="config.json")
+        spec = dataclasses.replace(spec, numerics=recorded_numerics(config))  # absent: the path of its day
+    except (KeyError, TypeError, TrainingError) as e:
+        raise UnsafeArtifactError(f"{where} is not a zoo run config ({type(e).__name__}: {e}); republish the "
+                                  f"run") from None
     (only,) = spec.runs()
     return spec, RunSpec(run["zoo"], run["model"], run["architecture"], only.size, run["init_seed"], run["data_seed"])
 
@@ -273,8 +304,14 @@ def _checked(fetch: Any, what: str) -> Any:
 def _compare(snap: Snapshot, final: checkpoint.Snapshot) -> tuple[dict[str, float], dict[str, float], bool]:
     """Max |Δ| per tensor against the published checkpoint, and whether all four files are byte-identical."""
     folder = snap.folder / "checkpoints" / checkpoint.checkpoint_dir_name(final.loop.step)
-    published_weights = safetensors.torch.load_file(folder / "model.safetensors")
-    published_moments = safetensors.torch.load_file(folder / "optimizer.safetensors")
+    try:
+        published_weights = read_tensors(folder / "model.safetensors", final.weights,
+                                         f"{snap.repo.id}/{folder.name}/model.safetensors")
+        published_moments = read_tensors(folder / "optimizer.safetensors", final.optimizer,
+                                         f"{snap.repo.id}/{folder.name}/optimizer.safetensors")
+    except CheckpointError as e:
+        raise UnsafeArtifactError(f"the published checkpoint {final.loop.step} is malformed: {e}; republish the "
+                                  f"run") from None
     replayed = {
         "model.safetensors": safetensors_bytes(final.weights),
         "optimizer.safetensors": safetensors_bytes(final.optimizer),

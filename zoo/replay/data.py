@@ -10,7 +10,6 @@ goes through `_rows`, which fetches first.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ from typing import Any
 import numpy as np
 import zarr
 
+from checkpoints_manifest import UnsafeJSONError, read_json
 from data_index import DocSpan, load_tokenizer, step_sample_ids
 from zoo.hub.backends import Backend
-from zoo.hub.errors import IntegrityError
+from zoo.hub.errors import IntegrityError, UnsafeArtifactError
 from zoo.hub.load import Snapshot, fetch_all, verified_path
 from zoo.replay.errors import ReplayError
 
@@ -45,8 +45,8 @@ class PublishedData:
             raise ReplayError(f"dataset repo {repo} holds dataset {snap.manifest.dataset_fingerprint}, but the run "
                               f"was trained on {fingerprint}; the run and its data were published from different "
                               f"zoos: republish the zoo directory the run was trained in")
-        self.meta = json.loads(self._fetch("data/store.json").read_text())
-        index_meta = json.loads(self._fetch(f"{self._index}/index.json").read_text())
+        self.meta = self._json("data/store.json")
+        index_meta = self._json(f"{self._index}/index.json")
         if self.meta["fingerprint"] != fingerprint or index_meta["store_fingerprint"] != fingerprint:
             raise ReplayError(f"dataset repo {repo}: token store or step index {self._index} was built on other "
                               f"data than the run (fingerprint {fingerprint}); republish the zoo")
@@ -125,6 +125,13 @@ class PublishedData:
         keys = [f"{name}/{array.metadata.encode_chunk_key((int(c), 0))}" for c in np.unique(rows // chunk_rows)]
         self._fetch_all([k for k in keys if k not in self._fetched])
         return np.asarray(array.get_orthogonal_selection((rows, slice(None))))
+
+    def _json(self, path: str) -> Any:
+        try:
+            return read_json(self._fetch(path), source=f"{self._snap.repo.id}/{path}")
+        except UnsafeJSONError as e:
+            raise UnsafeArtifactError(f"the published {describe(path)} is malformed: {e}; republish the zoo's "
+                                      f"data") from None
 
     def _fetch(self, path: str) -> Path:
         try:
