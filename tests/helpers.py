@@ -2,8 +2,12 @@
 
 import dataclasses
 import hashlib
+import os
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 
 from checkpoints_manifest import read_manifest, write_manifest
@@ -69,3 +73,28 @@ micro_batch_size = 4
 log_until = 4
 every = 1
 """
+
+
+@contextmanager
+def tmpfs(where: Path, size_kib: int):
+    """A real, small tmpfs at `where` (needs root); skipped outside CI when mounting is not allowed."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to mount a tmpfs (run as root): {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); CI runs this as root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def leave_room(disk: Path, size_kib: int) -> None:
+    """Make the tmpfs `disk` behave like one of `size_kib`: a filler file takes the rest. (The tmpfs itself is large
+    enough for the run's whole checkpoint schedule, which training checks before it starts.)"""
+    filler = disk / ".filler"
+    filler.unlink(missing_ok=True)
+    st = os.statvfs(disk)
+    filler.write_bytes(b"\0" * ((st.f_blocks * st.f_frsize // 1024 - size_kib) * 1024))

@@ -18,8 +18,7 @@ import torch.distributed as dist
 
 from checkpoints_manifest import read_manifest
 from data_index import prepare_store
-from helpers import one_run_spec
-from test_faults_training import tmpfs
+from helpers import leave_room, one_run_spec, tmpfs
 from training import parse_spec, train_run
 from training.distributed import DataParallel
 
@@ -47,7 +46,8 @@ def test_a_checkpoint_writer_failing_on_rank_0_stops_every_rank_with_its_error(t
     spec = parse_spec(SPEC)
     store_dir = tmp_path / "data"
     prepare_store(spec.data, store_dir, progress=False)
-    with tmpfs(tmp_path / "disk", 256) as disk:  # room for the config and checkpoint 0, not much more
+    with tmpfs(tmp_path / "disk", 4096) as disk:  # large enough for the schedule, which training checks first
+        leave_room(disk, 256)  # but room for the config and checkpoint 0, not much more
         context = multiprocessing.get_context("spawn")
         ranks = [context.Process(target=_rank, args=(r, str(store_dir), str(disk), str(tmp_path)))
                  for r in range(WORLD)]

@@ -9,13 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from checkpoints_manifest import read_manifest, verify
-from helpers import one_run_spec, tree_digest
+from helpers import leave_room, one_run_spec, tmpfs, tree_digest
 from zoo.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,33 +52,8 @@ def test_sigkill_at_every_phase_of_a_checkpoint_commit_then_resume_is_byte_ident
 RUN = "solu-1l-seed0"
 
 
-@contextmanager
-def tmpfs(where: Path, size_kib: int):
-    """A real, small tmpfs at `where` (needs root); skipped outside CI when mounting is not allowed."""
-    where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must be able to mount a tmpfs (run as root): {mounted.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); CI runs this as root")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
-
-
 def _remount(where: Path, options: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True)
-
-
-def _room(disk: Path, size_kib: int) -> None:
-    """Make the tmpfs behave like one of `size_kib`: a filler file takes the rest. (The tmpfs itself is large
-    enough for the run's whole checkpoint schedule, which training checks before it starts.)"""
-    filler = disk / ".filler"
-    filler.unlink(missing_ok=True)
-    st = os.statvfs(disk)
-    filler.write_bytes(b"\0" * ((st.f_blocks * st.f_frsize // 1024 - size_kib) * 1024))
 
 
 def _checkpoint_kib(reference_run: Path) -> int:
@@ -112,12 +86,12 @@ def test_full_then_read_only_disk_give_clear_errors_and_resume_ends_byte_identic
         # The disk fills during training. Each time space is added the run resumes, goes further
         # and fills it again, failing at another phase of a commit (a checkpoint file, the manifest).
         size, faults, listed = 256, [], []
-        _room(disk, size)
+        leave_room(disk, size)
         for part in ("data", "index/data0"):  # the dataset (~100 KiB) is there already
             shutil.copytree(trained_tiny / "tiny" / part, disk / "tiny" / part)
         run = disk / "tiny" / "runs" / RUN
         while True:
-            _room(disk, size)
+            leave_room(disk, size)
             code, err = _train(disk, capsys, "--resume")
             if code == 0:
                 break

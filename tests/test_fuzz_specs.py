@@ -7,14 +7,12 @@ traceback from deep inside a library, and never a partial write: the output stay
 import math
 import re
 from importlib import resources
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from data_index import DataIndexError
-from helpers import tree_digest
 from training import SpecError, checkpoint_steps, learning_rate, parse_spec
 from training.spec import MAX_CHECKPOINTS
 from zoo.cli import main

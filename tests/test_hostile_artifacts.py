@@ -23,7 +23,7 @@ import zoo
 from checkpoints_manifest import sha256_bytes
 from hub_server import HubServer
 from training.model import ModelConfig
-from zoo.hub import HubError, IntegrityError, PublishError, UnsafeArtifactError
+from zoo.hub import IntegrityError, PublishError, UnsafeArtifactError
 
 ORG = "zoo-org"
 RUN = "gelu-1l-seed1"

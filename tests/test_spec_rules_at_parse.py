@@ -68,10 +68,10 @@ def test_a_config_of_another_run_is_refused_naming_each_key_that_differs(tiny_sp
     two_layers = dataclasses.replace(tiny_spec.sizes["1l"], n_layers=2)
     changed = dataclasses.replace(tiny_spec, sizes={"1l": two_layers},
                                   optimizer=dataclasses.replace(tiny_spec.optimizer, lr=0.02),
-                                  training=dataclasses.replace(tiny_spec.training, steps=30))
+                                  training=dataclasses.replace(tiny_spec.training, micro_batch_size=8))
     with pytest.raises(RunDirectoryConflictError) as error:
         train_zoo(changed, tmp_path, runs=RUN, progress=False)
     for difference in ("model.n_layers is 1 there, 2 in the spec", "optimizer.lr is 0.01 there, 0.02 in the spec",
-                       "training.steps is 24 there, 30 in the spec"):
+                       "training.micro_batch_size is 4 there, 8 in the spec"):
         assert difference in str(error.value)
     assert tree_digest(tmp_path / "tiny" / "runs") == before

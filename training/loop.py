@@ -37,7 +37,7 @@ from training.model import ModelConfig, Transformer, init_weights, lm_loss
 from training.numerics import CURRENT, Numerics, numerics_record, resolve_numerics
 from training.reduce import PairwiseSum, canonical_layout
 from training.resume import resume_point
-from training.run_dir import CONFIG_NAME, RunDirectory, open_run
+from training.run_dir import CONFIG_NAME, RunDirectory, never_updated, open_run
 from training.schedule import checkpoint_steps, learning_rate
 from training.spec import RunSpec, ZooSpec
 
@@ -356,7 +356,8 @@ def check_step_index(zoo: Path, index: StepIndex, store_fingerprint: str) -> Non
 
 def runs_of_another_schedule(zoo: Path, data_seed: int, batch_size: int, n_steps: int) -> list[str]:
     """The runs of zoo directory `zoo` with data seed `data_seed` that trained with another batch size
-    or step count: a step index of (batch_size, n_steps) gives the wrong samples for them."""
+    or step count: a step index of (batch_size, n_steps) gives the wrong samples for them. A run that
+    never completed an update used no sample: it starts again with the spec (see open_run)."""
     found = []
     for config_path in sorted((Path(zoo) / "runs").glob(f"*/{CONFIG_NAME}")):
         try:
@@ -364,7 +365,7 @@ def runs_of_another_schedule(zoo: Path, data_seed: int, batch_size: int, n_steps
             seed, schedule = config["run"]["data_seed"], (config["training"]["batch_size"], config["training"]["steps"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a run's config: training refuses that directory with its own error
-        if seed == data_seed and schedule != (batch_size, n_steps):
+        if seed == data_seed and schedule != (batch_size, n_steps) and not never_updated(config_path.parent):
             found.append(config_path.parent.name)
     return found
 

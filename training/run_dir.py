@@ -264,7 +264,7 @@ def _check_same_run(path: Path, config: dict[str, Any], config_bytes: bytes) -> 
         if recorded == config_bytes:
             return
         differences = config_differences(recorded, config)
-        if _never_updated(path):
+        if never_updated(path):
             log.warning("%s never completed an update and its config differs from the spec's (%s): starting it "
                         "again with the spec's config", path, differences)
             (path / MANIFEST_NAME).unlink(missing_ok=True)  # no manifest: a new run, whose first writes replace all
@@ -303,7 +303,7 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _never_updated(path: Path) -> bool:
+def never_updated(path: Path) -> bool:
     """Whether the run in `path` lists no checkpoint after step 0 (no manifest: none at all)."""
     try:
         return read_manifest(path).checkpoints in ([], [0])

@@ -8,7 +8,6 @@ transformers, registered with its Auto classes on import when transformers is in
 `zoo.replay` and `zoo.launch` name those packages only; their functions are imported from them.
 """
 
-from importlib.util import find_spec
 from pathlib import Path
 
 from training import RunResult, load_spec, train_zoo
@@ -25,6 +24,7 @@ from zoo.hub import (
     load,
     publish,
 )
+from zoo.hf import register_when_transformers_loads
 from zoo.launch import (
     ClusterResourceError,
     LaunchConflictError,
@@ -35,8 +35,7 @@ from zoo.launch import (
     status,
 )
 
-if find_spec("transformers") is not None:  # the `hf` extra: zoo models in transformers' Auto classes
-    from zoo import hf  # noqa: F401 (registers ZooConfig and ZooForCausalLM)
+register_when_transformers_loads()  # the `hf` extra: zoo models in transformers' Auto classes
 
 
 def train(spec: str | Path, *, runs: str | None = None, out: str | Path = "out", resume: bool = False,
