@@ -86,10 +86,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def read_meta(path: Path, meta_name: str, *, fmt: str, version: int, what: str, how_to_build: str) -> dict[str, Any]:
+def read_meta(path: Path, meta_name: str, *, fmt: str, versions: tuple[int, ...], what: str,
+              how_to_build: str) -> dict[str, Any]:
     """The metadata JSON a complete build writes last; clear errors for missing, unfinished or foreign dirs.
 
-    `what` names the thing ("token store"), `how_to_build` the call that (re)builds it.
+    `what` names the thing ("token store"), `how_to_build` the call that (re)builds it;
+    `versions` are the format versions this code reads.
     """
     meta_path = path / meta_name
     if not meta_path.is_file():
@@ -100,9 +102,9 @@ def read_meta(path: Path, meta_name: str, *, fmt: str, version: int, what: str, 
             )
         raise StoreNotFoundError(f"no {what} at {path}; build one with {how_to_build}")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != fmt or meta.get("format_version") != version:
+    if meta.get("format") != fmt or meta.get("format_version") not in versions:
         raise StoreNotFoundError(
-            f"{meta_path} is not a {what} of format {fmt} v{version} "
+            f"{meta_path} is not a {what} of format {fmt} v{' or v'.join(map(str, versions))} "
             f"(found {meta.get('format')!r} v{meta.get('format_version')!r}); rebuild it with this version of zoo"
         )
     return meta
