@@ -1,4 +1,7 @@
-"""Corpora as `datasets.Dataset` objects with a "text" column: built-in, local files, or the Hub.
+"""Corpora as `datasets` objects with one "text" column: built-in (in memory), local files or the Hub (streamed).
+
+Files and Hub datasets are read with `datasets` streaming, a batch of rows at a time, so a
+corpus of billions of tokens is never held whole.
 
 Built-in corpora need no network. The generated ones are pure functions of
 (name, version, seed, n_docs): document i is drawn from its own
@@ -6,6 +9,8 @@ Built-in corpora need no network. The generated ones are pure functions of
 larger n_docs only appends documents. A generator that changes gets a new
 version; old versions stay reproducible by keeping their code.
 """
+
+from __future__ import annotations
 
 import functools
 import glob as globlib
@@ -15,8 +20,7 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from . import _stories
 from ._errors import (
@@ -27,6 +31,9 @@ from ._errors import (
     HubCorpusError,
     UnknownCorpusError,
 )
+
+if TYPE_CHECKING:  # `datasets` takes seconds to import: imported where a corpus is made, so that the
+    import datasets  # tokenizer's worker processes, which import this package, start fast
 
 
 def _induction(r: random.Random) -> str:
@@ -127,6 +134,8 @@ def builtin_corpus(name: str, *, seed: int = 0, n_docs: int = 1000, version: int
     scenes of 38 plays (775 in all) in an order shuffled by `seed`, of which the
     first n_docs are taken.
     """
+    import datasets
+
     version = current_version(name) if version is None else version
     check_version(name, version)
     if n_docs < 1:
@@ -214,6 +223,8 @@ def file_corpus(paths: Sequence[str | Path] | str | Path, *, text_column: str = 
     `.parquet`: one document per row of `text_column`. Nothing is read until the
     corpus is iterated, and then a batch of rows at a time.
     """
+    import datasets
+
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files = expand_files(paths)
@@ -272,6 +283,8 @@ def hub_corpus(
     Streamed with `datasets`: rows are fetched as the corpus is iterated, never
     held whole. Pin `revision` to a commit (`resolve_revision`) for a reproducible corpus.
     """
+    import datasets
+
     what = f"Hub dataset {name!r}" + (f" (config {config!r})" if config else "") + f", split {split!r}"
     try:
         ds = datasets.load_dataset(name, config, split=split, revision=revision, streaming=True)

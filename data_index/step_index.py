@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 from tqdm.auto import tqdm
 
 from checkpoints_manifest import atomic_write_json
@@ -169,6 +168,8 @@ def build_step_index(
 
 
 def _write_index(tmp: Path, store: TokenStore, schedule: dict[str, Any], progress: bool) -> None:
+    import zarr  # seconds to import: not on the path of readers
+
     n_steps, batch_size, data_seed = schedule["n_steps"], schedule["batch_size"], schedule["data_seed"]
     n_positions = n_steps * batch_size
     id_dtype = np.dtype("<u4") if store.n_samples <= 1 << 32 else np.dtype("<i8")

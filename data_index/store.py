@@ -25,6 +25,8 @@ packs the shards, in order, into the store: the bytes depend on the corpus and t
 only, never on the number of workers or on where a build was interrupted.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
@@ -33,12 +35,10 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 import tokenizers
-import zarr
 from tqdm.auto import tqdm
 
 from checkpoints_manifest import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
@@ -61,6 +61,9 @@ from ._shards import SHARD_CHARS, SHARD_DOCS, Shard, recorded_identity, shard_fi
 from ._spec import DataSpec
 from .corpora import builtin_corpus, expand_files, file_corpus, hub_corpus, resolve_revision
 from .tokenizer import EOS_TOKEN, load_tokenizer, train_bpe_tokenizer
+
+if TYPE_CHECKING:
+    import datasets
 
 STORE_JSON = "store.json"
 TOKENIZER_JSON = "tokenizer.json"
@@ -311,6 +314,8 @@ def held_out_ids(n_docs: int, k: int) -> np.ndarray:
 def _pack(tmp: Path, shards: list[Shard], tokenizer, eos_id: int, dtype: np.dtype, n_ctx: int, held_out: int,
           source: dict[str, Any] | None) -> None:
     """Write the store into `tmp`: the shards' documents packed in order, the held-out ones apart."""
+    import zarr  # seconds to import: not on the path of readers and tokenizer workers
+
     length = n_ctx + 1
     rows_per_chunk = max(1, _CHUNK_BYTES // (length * dtype.itemsize))
     group = zarr.open_group(str(tmp), mode="w", zarr_format=3)  # mode "w" empties tmp: write files after it
