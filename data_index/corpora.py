@@ -234,10 +234,21 @@ def file_corpus(paths: Sequence[str | Path] | str | Path, *, text_column: str = 
     for builder, group in itertools.groupby(files, key=lambda f: _BUILDERS[_suffix(f)]):
         names = list(group)
         options = {"sample_by": "document"} if builder == "text" else {}
-        ds = datasets.load_dataset(builder, data_files=names, split="train", streaming=True, **options)
-        parts.append(_text_column(ds, "text" if builder == "text" else text_column, f"corpus file(s) {', '.join(names)}",
+        what = f"corpus file(s) {', '.join(names)}"
+        ds = _streamed(what, builder, data_files=names, split="train", **options)
+        parts.append(_text_column(ds, "text" if builder == "text" else text_column, what,
                                   "pass text_column= (in [data]: text_column) to name the field holding the text"))
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _streamed(what: str, *args, **kwargs) -> datasets.IterableDataset:
+    """datasets.load_dataset(*args, **kwargs, streaming=True); a corpus without a single record is EmptyCorpusError."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(*args, **kwargs, streaming=True)
+    except StopIteration:  # what the datasets library raises when its files hold no record to infer columns from
+        raise EmptyCorpusError(f"{what} has no documents; give a corpus with at least one") from None
 
 
 def _text_column(ds: datasets.IterableDataset, column: str, what: str, fix: str) -> datasets.IterableDataset:
@@ -287,7 +298,7 @@ def hub_corpus(
 
     what = f"Hub dataset {name!r}" + (f" (config {config!r})" if config else "") + f", split {split!r}"
     try:
-        ds = datasets.load_dataset(name, config, split=split, revision=revision, streaming=True)
+        ds = _streamed(what, name, config, split=split, revision=revision)
     except datasets.exceptions.DatasetNotFoundError as e:
         raise HubCorpusError(f"{what}: {e}; check hub_dataset and revision in [data]") from None
     except ValueError as e:  # the datasets library's word for a split or config the dataset lacks

@@ -475,8 +475,12 @@ def prepare_store(spec: DataSpec, out_dir: str | os.PathLike, *, workers: int = 
         shutil.rmtree(out_dir)  # the remains of a store whose build or copy did not finish
     if spec.hub_dataset is not None:
         source["hub_commit"] = resolve_revision(spec.hub_dataset, spec.revision)
-        _check_unfinished_build(spec, out_dir, source)
-    identity = {"source": source, "shards": [SHARD_DOCS, SHARD_CHARS]}
+    # The shards depend on the commit, not on the name the revision was asked by: a build of "main"
+    # killed at commit c is finished by a rerun with revision = c.
+    identity = {"source": {**source, "spec": {k: v for k, v in source["spec"].items() if k != "revision"}},
+                "shards": [SHARD_DOCS, SHARD_CHARS]}
+    if spec.hub_dataset is not None:
+        _check_unfinished_build(spec, out_dir, identity)
     built = False
     try:
         with work_dir(out_dir, identity) as work:
@@ -508,15 +512,15 @@ def _build_from_spec(spec: DataSpec, out_dir: Path, work: Path, source: dict[str
            held_out=spec.held_out_docs, source=source, what=what, n_docs_hint=n_docs or None)
 
 
-def _check_unfinished_build(spec: DataSpec, out_dir: Path, source: dict[str, Any]) -> None:
+def _check_unfinished_build(spec: DataSpec, out_dir: Path, identity: dict[str, Any]) -> None:
     """Refuse to go on from shards of another commit of the same Hub revision: the corpus changed under it."""
     kept = recorded_identity(out_dir)
-    before = (kept or {}).get("source") or {}
-    if (before.get("spec") == source["spec"] and before.get("hub_commit") not in (None, source["hub_commit"])
+    before, now = (kept or {}).get("source") or {}, identity["source"]
+    if (before.get("spec") == now["spec"] and before.get("hub_commit") not in (None, now["hub_commit"])
             and shard_files(out_dir)):
         raise RevisionMovedError(
             f"Hub dataset {spec.hub_dataset!r} revision {spec.revision or 'main'!r} now points at commit "
-            f"{source['hub_commit']}, but the unfinished build of {out_dir} tokenized {len(shard_files(out_dir))} "
+            f"{now['hub_commit']}, but the unfinished build of {out_dir} tokenized {len(shard_files(out_dir))} "
             f"shard(s) of commit {before['hub_commit']}: the corpus changed under the same revision name. Pin "
             f"revision = {before['hub_commit']!r} in [data] to finish that build, or delete "
             f"{out_dir.parent / ('.' + out_dir.name + '.build')} to build from the new commit (other data: "
