@@ -1,12 +1,25 @@
 """A held-out split: documents never in the training order, recorded in the store, its fingerprint and the index."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from data_index import DataSpec, build_step_index, builtin_corpus, prepare_store
+import zoo
+from checkpoints_manifest import read_manifest, verify
+from data_index import DataSpec, TokenStore, build_step_index, builtin_corpus, prepare_store
 from data_index.store import held_out_ids
+from helpers import cut_run_back, tree_digest
+from training import parse_spec, train_zoo
+from training.checkpoint import read_evaluations, read_loss_log
+from training.model import ModelConfig, Transformer, lm_loss
+from zoo.analysis import compare, open_runs
+from zoo.hub.card import loss_png, model_card
+from zoo.replay import replay
 
 SPEC = DataSpec(corpus="stories", n_docs=300, vocab_size=400, n_ctx=32, held_out_docs=12)
 
@@ -67,3 +80,106 @@ def test_holding_out_every_document_or_too_few_tokens_is_refused_writing_nothing
         prepare_store(DataSpec(corpus="modular", n_docs=40, vocab_size=300, n_ctx=2000, held_out_docs=1),
                       tmp_path / "s", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+RUN_SPEC = """
+name = "held"
+seeds = [0]
+
+[data]
+corpus = "stories"
+n_docs = 200
+vocab_size = 300
+n_ctx = 16
+held_out_docs = 20
+
+[sizes]
+1l = { n_layers = 1, d_model = 16, n_heads = 2, d_head = 8, d_mlp = 32 }
+
+[families]
+gelu = ["1l"]
+solu = ["1l"]
+
+[training]
+steps = 12
+batch_size = 8
+micro_batch_size = 4
+
+[checkpoints]
+log_until = 4
+every = 4
+"""
+
+
+def _recomputed(run_dir, step: int, rows: torch.Tensor) -> float:
+    """The held-out loss of checkpoint `step`'s weights, by its definition: the mean token loss over every
+    held-out row, in the run's micro-batches of 4."""
+    config = json.loads((run_dir / "config.json").read_text())
+    model = Transformer(ModelConfig.from_dict(config["model"]))
+    model.load_state_dict(load_file(run_dir / "checkpoints" / f"step{step:08d}" / "model.safetensors"))
+    total = torch.zeros((), dtype=torch.float64)
+    with torch.no_grad():
+        for micro in rows.split(4):
+            total += lm_loss(model(micro[:, :-1]), micro[:, 1:]).double() * len(micro)
+    return (total / len(rows)).item()
+
+
+@pytest.fixture(scope="module")
+def held_zoo(tmp_path_factory):
+    """RUN_SPEC trained with evaluation (gelu and solu, seed 0), uninterrupted."""
+    out = tmp_path_factory.mktemp("held_zoo")
+    train_zoo(parse_spec(RUN_SPEC), out, progress=False)
+    return out / "held"
+
+
+def test_held_out_loss_is_stored_with_every_checkpoint_and_never_changes_the_training_bits(held_zoo, tmp_path):
+    spec = parse_spec(RUN_SPEC)
+    train_zoo(spec, tmp_path / "off", runs="gelu-*", progress=False, evaluate_held_out=False)
+    on, off = held_zoo / "runs" / "gelu-1l-seed0", tmp_path / "off" / "held" / "runs" / "gelu-1l-seed0"
+    manifest = read_manifest(on)
+    rows = torch.from_numpy(TokenStore.open(held_zoo / "data").held_out_samples())
+    for step in manifest.checkpoints:
+        record = json.loads((on / "checkpoints" / f"step{step:08d}" / "eval.json").read_text())
+        assert f"checkpoints/step{step:08d}/eval.json" in manifest.files
+        assert record == {"step": step, "held_out_loss": _recomputed(on, step, rows),
+                          "held_out_tokens": rows.shape[0] * 16}
+    evaluated = tree_digest(on / "checkpoints")
+    assert {k: v for k, v in evaluated.items() if not k.endswith("eval.json")} == tree_digest(off / "checkpoints")
+    assert verify(on) == []
+
+    shutil.copytree(held_zoo, tmp_path / "copy" / "held")
+    copy = tmp_path / "copy" / "held" / "runs" / "gelu-1l-seed0"
+    cut_run_back(copy, keep=3)  # crashed after step 2: the resumed run evaluates the rest the same way
+    train_zoo(spec, tmp_path / "copy", runs="gelu-*", resume=True, progress=False)
+    assert tree_digest(copy / "checkpoints") == evaluated
+    zoo.publish(tmp_path / "copy" / "held", org="me", root=tmp_path / "hub")
+    replayed = replay("gelu-1l", seed=0, from_step=4, to_step=12, org="me", root=tmp_path / "hub")
+    assert replayed.bitwise_equal, replayed.verdict()
+    card = (tmp_path / "hub" / "me" / "held-gelu-1l-seed0" / "README.md").read_text()
+    final = json.loads((on / "checkpoints" / "step00000012" / "eval.json").read_text())["held_out_loss"]
+    assert f"Held-out loss (the dashed line): {final:.4f} at step 12, on 20 documents never trained on" in card
+    curve = (tmp_path / "hub" / "me" / "held-gelu-1l-seed0" / "loss.png").read_bytes()
+    assert curve != loss_png(read_loss_log(on, manifest.checkpoints), manifest.run)  # the held-out line is drawn
+
+
+def test_compare_ranks_by_the_held_out_loss_and_reports_the_training_loss_beside_it(held_zoo, tmp_path):
+    runs = open_runs([str(held_zoo)])
+    stats = compare.analyze(runs, "gelu", "solu", tmp_path)
+    for s, run in zip(stats, sorted(runs, key=lambda r: r.model_name)):
+        last = json.loads((held_zoo / "runs" / run.name / "checkpoints" / "step00000012" / "eval.json").read_text())
+        assert s.metric == compare.HELD_OUT and s.losses == {"0": last["held_out_loss"]}
+        assert s.training_losses == {"0": compare.final_loss(run)}
+    assert json.loads((tmp_path / "compare.json").read_text())["metric"] == compare.HELD_OUT
+    shown = compare.table(stats)
+    assert shown.splitlines()[0].endswith("final training loss") and f"{stats[1].mean:.4f}" in shown
+
+
+def test_a_run_trained_before_held_out_splits_publishes_the_card_and_curve_it_always_had():
+    run = Path(__file__).parent / "fixtures" / "legacy-tiny" / "legacy" / "tiny-gelu-1l-seed0"
+    manifest, config = read_manifest(run), json.loads((run / "config.json").read_text())
+    evaluations = read_evaluations(run, manifest.checkpoints)
+    assert evaluations == []
+    assert model_card("legacy", config, manifest, data_repo="legacy/tiny-data",
+                      evaluations=evaluations) == (run / "README.md").read_text()
+    assert loss_png(read_loss_log(run, manifest.checkpoints), manifest.run, evaluations) == (
+        run / "loss.png").read_bytes()

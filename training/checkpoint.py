@@ -3,7 +3,8 @@
 A checkpoint is a directory `checkpoints/step{N:08d}/` with
 `model.safetensors`, `optimizer.safetensors`, `state.json` and `loss.jsonl`
 (one line per update since the previous checkpoint: step, loss, lr, grad_norm,
-tokens). It is written into a hidden `.partial` directory and renamed into
+tokens), and `eval.json` (the held-out loss) in runs whose data holds documents
+out. It is written into a hidden `.partial` directory and renamed into
 place whole, and becomes valid only once the run's manifest lists it (see
 `run_dir.py`). Keeping each stretch of the loss log inside its checkpoint makes
 every listed file immutable: a crash can never leave a log that runs ahead of
@@ -31,6 +32,7 @@ from checkpoints_manifest import atomic_write, atomic_write_bytes, atomic_write_
 from training.errors import CheckpointError, describe_os_error
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "state.json", "loss.jsonl")
+EVAL_NAME = "eval.json"  # beside them when the run evaluates a held-out split (training/evaluate.py)
 STATE_FORMAT = 1
 _MOMENTS = ("exp_avg", "exp_avg_sq", "step")
 
@@ -74,6 +76,7 @@ class Snapshot:
     weights: dict[str, torch.Tensor]
     optimizer: dict[str, torch.Tensor]
     loss_records: tuple[dict[str, Any], ...]  # the updates since the previous checkpoint
+    evaluation: dict[str, Any] | None = None  # the held-out loss of these weights, if the run has a split
 
 
 def init_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -87,7 +90,7 @@ def init_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
 
 
 def capture(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: LoopState,
-            loss_records: list[dict[str, Any]]) -> Snapshot:
+            loss_records: list[dict[str, Any]], evaluation: dict[str, Any] | None = None) -> Snapshot:
     """Copy weights and optimizer moments to CPU: the snapshot no longer changes with training."""
     weights = {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters()}
     moments = {}
@@ -95,7 +98,7 @@ def capture(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: Loop
         state = optimizer.state[param]
         for key in _MOMENTS:
             moments[f"{name}.{key}"] = state[key].detach().to("cpu", copy=True).contiguous()
-    return Snapshot(loop, weights, moments, tuple(loss_records))
+    return Snapshot(loop, weights, moments, tuple(loss_records), evaluation)
 
 
 def write(run_dir: Path, snapshot: Snapshot) -> list[str]:
@@ -116,6 +119,8 @@ def write(run_dir: Path, snapshot: Snapshot) -> list[str]:
         atomic_write(partial / "optimizer.safetensors", lambda tmp: _save(snapshot.optimizer, tmp))
         atomic_write_json(partial / "state.json", snapshot.loop.to_dict())
         atomic_write_bytes(partial / "loss.jsonl", loss_lines(snapshot.loss_records))
+        if snapshot.evaluation is not None:
+            atomic_write_json(partial / EVAL_NAME, snapshot.evaluation)
         if final.exists():  # left by a crash after the rename but before the manifest listed it
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -126,7 +131,8 @@ def write(run_dir: Path, snapshot: Snapshot) -> list[str]:
             f"could not write checkpoint step {snapshot.loop.step} in {parent}: {describe_os_error(e)}. "
             f"Earlier checkpoints are intact; free space (or fix the directory) and rerun with --resume."
         ) from e
-    return checkpoint_relpaths(snapshot.loop.step)
+    extra = [f"checkpoints/{name}/{EVAL_NAME}"] if snapshot.evaluation is not None else []
+    return checkpoint_relpaths(snapshot.loop.step) + extra
 
 
 def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -151,6 +157,12 @@ def read_loss_log(run_dir: Path, steps: list[int]) -> list[dict[str, Any]]:
         path = run_dir / "checkpoints" / checkpoint_dir_name(step) / "loss.jsonl"
         records.extend(json.loads(line) for line in path.read_text().splitlines())
     return records
+
+
+def read_evaluations(run_dir: Path, steps: list[int]) -> list[dict[str, Any]]:
+    """The eval.json records of checkpoints `steps` that have one (runs without a held-out split have none)."""
+    paths = [run_dir / "checkpoints" / checkpoint_dir_name(step) / EVAL_NAME for step in steps]
+    return [json.loads(path.read_text()) for path in paths if path.is_file()]
 
 
 def read(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> LoopState:

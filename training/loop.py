@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from data_index import StepIndex, TokenStore, build_step_index, prepare_store, step_sample_ids
-from training import checkpoint
+from training import checkpoint, evaluate
 from training.determinism import generator_for, set_determinism
 from training.distributed import SINGLE, DataParallel
 from training.errors import StorageError, describe_os_error
@@ -173,11 +173,14 @@ def loss_record(loop: checkpoint.LoopState, stats: StepStats) -> dict[str, Any]:
 
 
 def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resume: bool = False,
-              device: str = "cpu", progress: bool = True, parallel: DataParallel = SINGLE) -> RunResult:
+              device: str = "cpu", progress: bool = True, parallel: DataParallel = SINGLE,
+              evaluate_held_out: bool = True) -> RunResult:
     """Train one run to the spec's last step, checkpointing on the dense schedule.
 
     Under data parallel every rank trains; only rank 0 opens (locks) the run directory and
-    writes checkpoints, the others start from the checkpoint it names.
+    writes checkpoints, the others start from the checkpoint it names. When the store holds
+    documents out, rank 0 stores their loss with every checkpoint (`evaluate_held_out=False`
+    skips it: the training bits are the same either way).
     """
     set_determinism(device, spec.training.cpu_threads)
     total = spec.training.steps
@@ -186,6 +189,13 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
     model = build_model(spec, run, store.vocab_size, device)
     optimizer = build_optimizer(model, spec, device)
     schedule = set(checkpoint_steps(spec.checkpoints, total))
+    held_out = evaluate.held_out_rows(store, device) if evaluate_held_out and parallel.is_writer else None
+
+    def snapshot(loop: checkpoint.LoopState, records: list[dict[str, Any]]) -> checkpoint.Snapshot:
+        evaluation = evaluate.evaluation(model, held_out, loop.step, precision=spec.training.precision,
+                                         micro_batch_size=spec.training.micro_batch_size)
+        return checkpoint.capture(model, optimizer, loop, records, evaluation)
+
     with ExitStack() as stack:
         rd = None
         if parallel.is_writer:
@@ -196,7 +206,7 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
         if latest is None:
             loop = checkpoint.LoopState(step=0, tokens_seen=0, lr=0.0)
             if rd is not None:
-                rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, []))
+                rd.commit_checkpoint(snapshot(loop, []))
         else:
             loop = checkpoint.read(path, latest, model, optimizer)
         start = loop.step
@@ -209,7 +219,7 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
                                      parallel=parallel):
             pending.append(loss_record(loop, stats))
             if loop.step in schedule and rd is not None:
-                rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, pending))
+                rd.commit_checkpoint(snapshot(loop, pending))
                 pending = []
             bar.update(1)
             if loop.step % 10 == 0 or loop.step == total:
@@ -237,7 +247,7 @@ def prepare_step_index(spec: ZooSpec, store: TokenStore, zoo: Path, data_seed: i
 
 
 def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool = False, device: str = "cpu",
-              progress: bool = True) -> list[RunResult]:
+              progress: bool = True, evaluate_held_out: bool = True) -> list[RunResult]:
     """Prepare the zoo's dataset and step indexes once, then train every selected run in order."""
     selected = spec.runs(runs)
     try:
@@ -247,4 +257,5 @@ def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool
     except OSError as e:  # a store or index is built in a temp dir: nothing half-built is left
         raise StorageError(f"cannot prepare the dataset of zoo {spec.name!r} in {zoo_dir(out, spec)}: "
                            f"{describe_os_error(e)}; free space or make it writable, then rerun") from e
-    return [train_run(spec, run, store, out, resume=resume, device=device, progress=progress) for run in selected]
+    return [train_run(spec, run, store, out, resume=resume, device=device, progress=progress,
+                      evaluate_held_out=evaluate_held_out) for run in selected]

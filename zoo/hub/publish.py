@@ -26,7 +26,7 @@ from checkpoints_manifest import (
     read_manifest,
     verify,
 )
-from training.checkpoint import read_loss_log
+from training.checkpoint import read_evaluations, read_loss_log
 from training.run_dir import LOCK_NAME
 from zoo.hub.backends import Backend, Content, Repo
 from zoo.hub.card import data_card, loss_png, model_card
@@ -75,8 +75,11 @@ def _publish_runs(path: Path, org: str, backend: Backend) -> list[Published]:
         "README.md": data_card(zoo, data_manifest, sorted({r.config["run"]["data_seed"] for r in runs})).encode()})]
     for run in runs:
         files: dict[str, Content] = {rel: run.path / rel for rel in run.manifest.files}
-        cards = {"README.md": model_card(org, run.config, run.manifest, data_repo=data_repo.id).encode(),
-                 "loss.png": loss_png(read_loss_log(run.path, run.manifest.checkpoints), run.manifest.run)}
+        evaluations = read_evaluations(run.path, run.manifest.checkpoints)
+        cards = {"README.md": model_card(org, run.config, run.manifest, data_repo=data_repo.id,
+                                         evaluations=evaluations).encode(),
+                 "loss.png": loss_png(read_loss_log(run.path, run.manifest.checkpoints), run.manifest.run,
+                                      evaluations)}
         results.append(_publish_repo(backend, Repo(f"{org}/{run.manifest.run}", "model"), run.manifest, files,
                                      tag=f"step{run.manifest.checkpoints[-1]}", cards=cards))
     results.append(_register(backend, org, runs))
