@@ -1,4 +1,4 @@
-"""Read zarr v3 arrays chunk by chunk, straight from their chunk files, for lookups that touch a few rows.
+"""zarr v3 arrays chunk by chunk: read straight from their chunk files, appended whole chunks at a time.
 
 zarr's own read path costs ~2 ms a call (its async machinery), and a reverse lookup is two
 small reads, so the arrays this package writes (chunked along axis 0 only, `bytes` then
@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from numcodecs import Zstd
 
+from ._errors import StoreNotFoundError
+
 Fetch = Callable[[list[str]], None]  # make these files (relative to the array's folder) present locally
 
 
@@ -36,8 +38,8 @@ class ChunkedArray:
         endian = next(c for c in meta["codecs"] if c["name"] == "bytes").get("configuration", {}).get("endian")
         if (list(chunk_shape[1:]) != list(self.shape[1:]) or codecs not in (["bytes"], ["bytes", "zstd"])
                 or meta["chunk_key_encoding"]["name"] != "default"):
-            raise ValueError(f"{folder}: not an array this package wrote (chunks {chunk_shape}, codecs {codecs}); "
-                             f"read it with zarr")
+            raise StoreNotFoundError(f"{folder} is not an array of a store this package wrote (chunks {chunk_shape}, "
+                                     f"codecs {codecs}); rebuild the store or index with this version of zoo")
         self.dtype = np.dtype(meta["data_type"]).newbyteorder("<" if endian != "big" else ">")
         self.chunk_rows = int(chunk_shape[0])
         self._fill = meta["fill_value"]

@@ -65,14 +65,11 @@ class StepIndex:
         self.data_seed = meta["data_seed"]
         self.store_fingerprint = meta["store_fingerprint"]
         self.n_docs = meta["n_docs"]
-
-        def array(name: str) -> ChunkedArray:
-            inside = (lambda names: fetch([f"{name}/{n}" for n in names])) if fetch is not None else None
-            return ChunkedArray(path / name, fetch=inside, cache_chunks=64)
-
-        self._batches, self._seen_ptr, self._seen_pos = array("batches"), array("seen_ptr"), array("seen_pos")
+        self._fetch = fetch
+        self._arrays: dict[str, ChunkedArray] = {}
         held = meta.get("n_held_out_docs", 0)
-        self.held_out_docs = array("held_out_docs").rows(0, held).astype(np.int64) if held else np.empty(0, np.int64)
+        self.held_out_docs = (self._array("held_out_docs").rows(0, held).astype(np.int64) if held
+                              else np.empty(0, dtype=np.int64))
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, fetch: Fetch | None = None) -> "StepIndex":
@@ -86,10 +83,18 @@ class StepIndex:
             fetch([INDEX_JSON])
         return cls(path, _read_meta(path), fetch=fetch)
 
+    def _array(self, name: str) -> ChunkedArray:
+        """One of the index's arrays, opened (and, published, fetched) when first read."""
+        if name not in self._arrays:
+            fetch = self._fetch
+            inside = (lambda names: fetch([f"{name}/{n}" for n in names])) if fetch is not None else None
+            self._arrays[name] = ChunkedArray(self.path / name, fetch=inside, cache_chunks=64)
+        return self._arrays[name]
+
     def batch_ids(self, step: int) -> np.ndarray:
         """Sample ids of step `step` (1..n_steps), int64 [batch_size], read from the materialized batches."""
         self._check_step(step)
-        return self._batches.rows(step - 1, step)[0].astype(np.int64)
+        return self._array("batches").rows(step - 1, step)[0].astype(np.int64)
 
     def where_seen(self, doc_id: int) -> list[tuple[int, int]]:
         """Every (step, row) whose sample holds part of document `doc_id`, ascending: one CSR lookup."""
@@ -97,8 +102,8 @@ class StepIndex:
             raise DocumentOutOfRangeError(
                 f"document {doc_id} is outside the index's store: valid ids are 0..{self.n_docs - 1}"
             )
-        lo, hi = (int(x) for x in self._seen_ptr.rows(doc_id, doc_id + 2))
-        steps, rows = np.divmod(self._seen_pos.rows(lo, hi).astype(np.int64), self.batch_size)
+        lo, hi = (int(x) for x in self._array("seen_ptr").rows(doc_id, doc_id + 2))
+        steps, rows = np.divmod(self._array("seen_pos").rows(lo, hi).astype(np.int64), self.batch_size)
         return list(zip((steps + 1).tolist(), rows.tolist()))
 
     def is_held_out(self, doc_id: int) -> bool:

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from checkpoints_manifest import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 from ._atomic_dir import TargetExistsError, build_dir, read_meta
-from ._chunks import Appender, ChunkedArray, searchsorted
+from ._chunks import Appender, ChunkedArray, Fetch, searchsorted
 from ._errors import (
     BadContextLengthError,
     BadCorpusError,
@@ -102,7 +102,7 @@ class TokenStore:
     vocab_size: int
     held_out_docs: np.ndarray  # ids of the documents never trained on (int64, ascending; empty if none)
 
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any], *, fetch: Fetch | None = None) -> None:
         self.path = path
         self.n_ctx = meta["n_ctx"]
         self.n_samples = meta["n_samples"]
@@ -110,19 +110,31 @@ class TokenStore:
         self.fingerprint = meta["fingerprint"]
         self.eos_id = meta["eos_id"]
         self.vocab_size = meta["vocab_size"]
+        self._fetch = fetch
+        self._arrays: dict[str, ChunkedArray] = {}
+        if fetch is not None:
+            fetch([TOKENIZER_JSON])
         self.tokenizer = load_tokenizer(path / TOKENIZER_JSON)
-        self._zarr_tokens = ChunkedArray(path / "tokens")
-        self._doc_offsets = ChunkedArray(path / "doc_offsets", cache_chunks=64)
+        self._zarr_tokens = self._array("tokens")
+        self._doc_offsets = self._array("doc_offsets")
         nbytes = self.n_samples * (self.n_ctx + 1) * self._zarr_tokens.dtype.itemsize
-        self._tokens = self._zarr_tokens.rows(0, self.n_samples) if nbytes <= _IN_MEMORY_MAX_BYTES else None
+        in_memory = fetch is None and nbytes <= _IN_MEMORY_MAX_BYTES
+        self._tokens = self._zarr_tokens.rows(0, self.n_samples) if in_memory else None
         held = meta.get("n_held_out_docs", 0)
-        self.held_out_docs = (ChunkedArray(path / "held_out_docs").rows(0, held).astype(np.int64) if held
+        self.held_out_docs = (self._array("held_out_docs").rows(0, held).astype(np.int64) if held
                               else np.empty(0, dtype=np.int64))
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, expected_fingerprint: str | None = None) -> "TokenStore":
-        """Open a complete store; with `expected_fingerprint`, refuse a store holding other data."""
+    def open(cls, path: str | os.PathLike, *, expected_fingerprint: str | None = None,
+             fetch: Fetch | None = None) -> "TokenStore":
+        """Open a complete store; with `expected_fingerprint`, refuse a store holding other data.
+
+        `fetch`, when given, is asked for each file (relative to `path`) before it is read: a
+        published store is then fetched a chunk at a time, as reads need them.
+        """
         path = Path(path)
+        if fetch is not None:
+            fetch([STORE_JSON])
         meta = _read_meta(path)
         if expected_fingerprint is not None and meta["fingerprint"] != expected_fingerprint:
             raise FingerprintMismatchError(
@@ -130,7 +142,15 @@ class TokenStore:
                 f"it holds different tokens or a different tokenizer than expected; prepare the store from the "
                 f"run's data spec in a fresh directory, or open the store the run was trained on"
             )
-        return cls(path, meta)
+        return cls(path, meta, fetch=fetch)
+
+    def _array(self, name: str) -> ChunkedArray:
+        """One of the store's arrays, read chunk by chunk (a document lookup reads one small chunk)."""
+        if name not in self._arrays:
+            fetch = self._fetch
+            inside = (lambda names: fetch([f"{name}/{n}" for n in names])) if fetch is not None else None
+            self._arrays[name] = ChunkedArray(self.path / name, fetch=inside, cache_chunks=64)
+        return self._arrays[name]
 
     def samples(self, ids: np.ndarray) -> np.ndarray:
         """Tokens of samples `ids` (in that order, repeats allowed): int64 [len(ids), n_ctx+1].
@@ -150,7 +170,7 @@ class TokenStore:
         """The held-out documents packed into samples: int64 [m, n_ctx+1] (m = 0 when none is held out)."""
         if not len(self.held_out_docs):
             return np.empty((0, self.n_ctx + 1), dtype=np.int64)
-        held = ChunkedArray(self.path / "held_out_tokens")
+        held = self._array("held_out_tokens")
         return held.rows(0, len(held)).astype(np.int64)
 
     def is_held_out(self, doc_id: int) -> bool:
@@ -185,8 +205,8 @@ class TokenStore:
         self._check_doc(doc_id)
         if self.is_held_out(doc_id):
             j = int(np.searchsorted(self.held_out_docs, doc_id))
-            start, end = (int(x) for x in ChunkedArray(self.path / "held_out_doc_offsets").rows(j, j + 2))
-            return _stream(ChunkedArray(self.path / "held_out_tokens"), self.n_ctx + 1, start, end)
+            start, end = (int(x) for x in self._array("held_out_doc_offsets").rows(j, j + 2))
+            return _stream(self._array("held_out_tokens"), self.n_ctx + 1, start, end)
         start, end = (int(x) for x in self._doc_offsets.rows(doc_id, doc_id + 2))
         rows = self._zarr_tokens if self._tokens is None else _InMemory(self._tokens)
         return _stream(rows, self.n_ctx + 1, start, end)

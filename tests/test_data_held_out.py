@@ -11,13 +11,14 @@ from safetensors.torch import load_file
 
 import zoo
 from checkpoints_manifest import read_manifest, verify
-from data_index import DataSpec, TokenStore, build_step_index, builtin_corpus, prepare_store
+from data_index import DataSpec, StepIndex, TokenStore, build_step_index, builtin_corpus, prepare_store
 from data_index.store import held_out_ids
 from helpers import cut_run_back, tree_digest
 from training import parse_spec, train_zoo
 from training.checkpoint import read_evaluations, read_loss_log
+from training.loop import index_path
 from training.model import ModelConfig, Transformer, lm_loss
-from zoo.analysis import compare, open_runs
+from zoo.analysis import compare, document, open_runs
 from zoo.hub.card import loss_png, model_card
 from zoo.replay import replay
 
@@ -183,3 +184,14 @@ def test_a_run_trained_before_held_out_splits_publishes_the_card_and_curve_it_al
                       evaluations=evaluations) == (run / "README.md").read_text()
     assert loss_png(read_loss_log(run, manifest.checkpoints), manifest.run, evaluations) == (
         run / "loss.png").read_bytes()
+
+
+def test_a_held_out_documents_curve_was_never_trained_on_and_has_the_held_out_loss_beside_it(held_zoo, tmp_path):
+    store = TokenStore.open(held_zoo / "data")
+    doc = int(store.held_out_docs[0])
+    runs = open_runs([str(held_zoo / "runs" / "gelu-1l-seed0")])
+    [curve] = document.analyze(runs, doc, store, {0: StepIndex.open(index_path(held_zoo, 0))}, tmp_path)
+    assert curve.seen == [] and curve.trained_at == []
+    evaluations = read_evaluations(held_zoo / "runs" / "gelu-1l-seed0", runs[0].steps)
+    assert [(p.step, p.loss) for p in curve.held_out] == [(e["step"], e["held_out_loss"]) for e in evaluations]
+    assert json.loads((tmp_path / f"document{doc}.json").read_text())["held_out"] is True

@@ -9,6 +9,7 @@ from pathlib import Path
 from checkpoints_manifest import ManifestError, ManifestNotFoundError, verify
 from data_index import DataIndexError
 from training import BUILTIN_SPECS, SPEC_ARGUMENT_HELP, TrainingError, load_spec, train_zoo
+from zoo.analysis import AnalysisError
 from zoo.cli import analyze, data, hub, launch, replay
 from zoo.cli.demo import DEMO_ORG, run_demo
 from zoo.hub.errors import HubError
@@ -30,8 +31,10 @@ Typical session:
   zoo train toy --resume                   continue every run from its last checkpoint
   zoo launch toy --executor slurm          one Slurm job per run (array), requeued on preemption
   zoo status toy                           pending/running/done/failed, last step, latest loss
-  zoo batch out/toy/data --step 5 --decode the exact samples update 5 trained on
-  zoo where-seen out/toy/data --doc 17     every (step, row) that trained on document 17
+  zoo batch out/toy --step 5 --decode      the exact samples update 5 trained on
+  zoo where-seen out/toy --doc 17          every (step, row) that trained on document 17
+  zoo where-seen toy --org me --doc 17     the same of a published zoo (fetches only its chunks)
+  zoo analyze document 17 out/toy          document 17's loss at every checkpoint, its steps marked
   zoo verify out/toy/runs/solu-1l-seed0    check every file against the manifest
   zoo publish out/toy --org me             one Hub repo per run + the zoo's data (or --root DIR)
   zoo replay solu-1l --seed 0 --from 64 --to 128 --org me
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (TrainingError, DataIndexError, HubError, ManifestError, ManifestNotFoundError) as e:
+    except (TrainingError, DataIndexError, HubError, ManifestError, ManifestNotFoundError, AnalysisError) as e:
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
