@@ -247,11 +247,12 @@ def prepare_step_index(spec: ZooSpec, store: TokenStore, zoo: Path, data_seed: i
 
 
 def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool = False, device: str = "cpu",
-              progress: bool = True, evaluate_held_out: bool = True) -> list[RunResult]:
-    """Prepare the zoo's dataset and step indexes once, then train every selected run in order."""
+              progress: bool = True, evaluate_held_out: bool = True, data_workers: int = 1) -> list[RunResult]:
+    """Prepare the zoo's dataset (tokenized by `data_workers` processes) and step indexes once, then train every
+    selected run in order."""
     selected = spec.runs(runs)
     try:
-        store = prepare_store(spec.data, zoo_dir(out, spec) / "data", progress=progress)
+        store = prepare_store(spec.data, zoo_dir(out, spec) / "data", workers=data_workers, progress=progress)
         for data_seed in sorted({run.data_seed for run in selected}):
             prepare_step_index(spec, store, zoo_dir(out, spec), data_seed, progress=progress)
     except OSError as e:  # a store or index is built in a temp dir: nothing half-built is left

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(train)
     train.add_argument("--resume", action="store_true",
                        help="continue each run from its latest complete checkpoint (bitwise equal to never stopping)")
+    train.add_argument("--data-workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                       help="processes that tokenize the corpus when its store is first built (default: every "
+                            "core); the store's bytes are the same for any N")
     train.set_defaults(func=_train)
 
     demo = commands.add_parser("demo", help="the main job: train a quick toy subset, publish, load back bitwise",
@@ -102,7 +106,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     results = train_zoo(spec, args.out, runs=args.runs, resume=args.resume, device=args.device,
-                        progress=not args.quiet)
+                        progress=not args.quiet, data_workers=max(1, args.data_workers))
     _print_results(results)
     return 0
 
