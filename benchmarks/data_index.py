@@ -77,7 +77,7 @@ def throughput(tmp: Path) -> dict:
 
 
 def _seen_entries(index: StepIndex) -> int:
-    return int(index._array("seen_ptr").rows(index.n_docs, index.n_docs + 1)[0])
+    return int(index._arrays["seen_ptr"].rows(index.n_docs, index.n_docs + 1)[0])
 
 
 def _raw_bytes(index: StepIndex) -> int:

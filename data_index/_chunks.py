@@ -104,6 +104,28 @@ class ChunkedArray:
         return chunk
 
 
+class ChunkedGroup:
+    """The arrays of a zarr group folder by name, each opened when first read (through `fetch`, if given)."""
+
+    def __init__(self, folder: Path, fetch: Fetch | None = None) -> None:
+        self.folder = folder
+        self._fetch = fetch
+        self._arrays: dict[str, ChunkedArray] = {}
+
+    def __getitem__(self, name: str) -> ChunkedArray:
+        if name not in self._arrays:
+            fetch = self._fetch
+            inside = (lambda names: fetch([f"{name}/{n}" for n in names])) if fetch is not None else None
+            self._arrays[name] = ChunkedArray(self.folder / name, fetch=inside, cache_chunks=64)
+        return self._arrays[name]
+
+
+def holds(ascending: np.ndarray, value: int) -> bool:
+    """Whether the ascending array `ascending` holds `value`."""
+    i = int(np.searchsorted(ascending, value))
+    return i < len(ascending) and int(ascending[i]) == value
+
+
 def searchsorted(array: ChunkedArray, value: int, side: str = "left") -> int:
     """np.searchsorted over a sorted 1-D ChunkedArray, reading O(log chunks) chunks."""
     first_below = (lambda v: v <= value) if side == "right" else (lambda v: v < value)

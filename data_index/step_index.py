@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from checkpoints_manifest import atomic_write_json
 
 from ._atomic_dir import TargetExistsError, build_dir, read_meta
-from ._chunks import Appender, ChunkedArray, Fetch
+from ._chunks import Appender, ChunkedArray, ChunkedGroup, Fetch, holds
 from ._errors import (
     BadScheduleError,
     DocumentOutOfRangeError,
@@ -65,10 +65,9 @@ class StepIndex:
         self.data_seed = meta["data_seed"]
         self.store_fingerprint = meta["store_fingerprint"]
         self.n_docs = meta["n_docs"]
-        self._fetch = fetch
-        self._arrays: dict[str, ChunkedArray] = {}
+        self._arrays = ChunkedGroup(path, fetch)  # opened when first read: a published index fetches only those
         held = meta.get("n_held_out_docs", 0)
-        self.held_out_docs = (self._array("held_out_docs").rows(0, held).astype(np.int64) if held
+        self.held_out_docs = (self._arrays["held_out_docs"].rows(0, held).astype(np.int64) if held
                               else np.empty(0, dtype=np.int64))
 
     @classmethod
@@ -83,18 +82,10 @@ class StepIndex:
             fetch([INDEX_JSON])
         return cls(path, _read_meta(path), fetch=fetch)
 
-    def _array(self, name: str) -> ChunkedArray:
-        """One of the index's arrays, opened (and, published, fetched) when first read."""
-        if name not in self._arrays:
-            fetch = self._fetch
-            inside = (lambda names: fetch([f"{name}/{n}" for n in names])) if fetch is not None else None
-            self._arrays[name] = ChunkedArray(self.path / name, fetch=inside, cache_chunks=64)
-        return self._arrays[name]
-
     def batch_ids(self, step: int) -> np.ndarray:
         """Sample ids of step `step` (1..n_steps), int64 [batch_size], read from the materialized batches."""
         self._check_step(step)
-        return self._array("batches").rows(step - 1, step)[0].astype(np.int64)
+        return self._arrays["batches"].rows(step - 1, step)[0].astype(np.int64)
 
     def where_seen(self, doc_id: int) -> list[tuple[int, int]]:
         """Every (step, row) whose sample holds part of document `doc_id`, ascending: one CSR lookup."""
@@ -102,14 +93,13 @@ class StepIndex:
             raise DocumentOutOfRangeError(
                 f"document {doc_id} is outside the index's store: valid ids are 0..{self.n_docs - 1}"
             )
-        lo, hi = (int(x) for x in self._array("seen_ptr").rows(doc_id, doc_id + 2))
-        steps, rows = np.divmod(self._array("seen_pos").rows(lo, hi).astype(np.int64), self.batch_size)
+        lo, hi = (int(x) for x in self._arrays["seen_ptr"].rows(doc_id, doc_id + 2))
+        steps, rows = np.divmod(self._arrays["seen_pos"].rows(lo, hi).astype(np.int64), self.batch_size)
         return list(zip((steps + 1).tolist(), rows.tolist()))
 
     def is_held_out(self, doc_id: int) -> bool:
         """Whether document `doc_id` was held out of training (so never seen)."""
-        i = int(np.searchsorted(self.held_out_docs, doc_id))
-        return i < len(self.held_out_docs) and int(self.held_out_docs[i]) == doc_id
+        return holds(self.held_out_docs, doc_id)
 
     def _check_step(self, step: int) -> None:
         if not 1 <= step <= self.n_steps:

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from checkpoints_manifest import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 from ._atomic_dir import TargetExistsError, build_dir, read_meta
-from ._chunks import Appender, ChunkedArray, Fetch, searchsorted
+from ._chunks import Appender, ChunkedArray, ChunkedGroup, Fetch, holds, searchsorted
 from ._errors import (
     BadContextLengthError,
     BadCorpusError,
@@ -110,18 +110,17 @@ class TokenStore:
         self.fingerprint = meta["fingerprint"]
         self.eos_id = meta["eos_id"]
         self.vocab_size = meta["vocab_size"]
-        self._fetch = fetch
-        self._arrays: dict[str, ChunkedArray] = {}
+        self._arrays = ChunkedGroup(path, fetch)
         if fetch is not None:
             fetch([TOKENIZER_JSON])
         self.tokenizer = load_tokenizer(path / TOKENIZER_JSON)
-        self._zarr_tokens = self._array("tokens")
-        self._doc_offsets = self._array("doc_offsets")
+        self._zarr_tokens = self._arrays["tokens"]
+        self._doc_offsets = self._arrays["doc_offsets"]
         nbytes = self.n_samples * (self.n_ctx + 1) * self._zarr_tokens.dtype.itemsize
         in_memory = fetch is None and nbytes <= _IN_MEMORY_MAX_BYTES
         self._tokens = self._zarr_tokens.rows(0, self.n_samples) if in_memory else None
         held = meta.get("n_held_out_docs", 0)
-        self.held_out_docs = (self._array("held_out_docs").rows(0, held).astype(np.int64) if held
+        self.held_out_docs = (self._arrays["held_out_docs"].rows(0, held).astype(np.int64) if held
                               else np.empty(0, dtype=np.int64))
 
     @classmethod
@@ -144,14 +143,6 @@ class TokenStore:
             )
         return cls(path, meta, fetch=fetch)
 
-    def _array(self, name: str) -> ChunkedArray:
-        """One of the store's arrays, read chunk by chunk (a document lookup reads one small chunk)."""
-        if name not in self._arrays:
-            fetch = self._fetch
-            inside = (lambda names: fetch([f"{name}/{n}" for n in names])) if fetch is not None else None
-            self._arrays[name] = ChunkedArray(self.path / name, fetch=inside, cache_chunks=64)
-        return self._arrays[name]
-
     def samples(self, ids: np.ndarray) -> np.ndarray:
         """Tokens of samples `ids` (in that order, repeats allowed): int64 [len(ids), n_ctx+1].
 
@@ -170,13 +161,12 @@ class TokenStore:
         """The held-out documents packed into samples: int64 [m, n_ctx+1] (m = 0 when none is held out)."""
         if not len(self.held_out_docs):
             return np.empty((0, self.n_ctx + 1), dtype=np.int64)
-        held = self._array("held_out_tokens")
+        held = self._arrays["held_out_tokens"]
         return held.rows(0, len(held)).astype(np.int64)
 
     def is_held_out(self, doc_id: int) -> bool:
         """Whether document `doc_id` was held out of training."""
-        i = int(np.searchsorted(self.held_out_docs, doc_id))
-        return i < len(self.held_out_docs) and int(self.held_out_docs[i]) == doc_id
+        return holds(self.held_out_docs, doc_id)
 
     def sample_documents(self, sample_id: int) -> list[DocSpan]:
         """The documents whose tokens sample `sample_id` holds, with their token ranges in it."""
@@ -205,8 +195,8 @@ class TokenStore:
         self._check_doc(doc_id)
         if self.is_held_out(doc_id):
             j = int(np.searchsorted(self.held_out_docs, doc_id))
-            start, end = (int(x) for x in self._array("held_out_doc_offsets").rows(j, j + 2))
-            return _stream(self._array("held_out_tokens"), self.n_ctx + 1, start, end)
+            start, end = (int(x) for x in self._arrays["held_out_doc_offsets"].rows(j, j + 2))
+            return _stream(self._arrays["held_out_tokens"], self.n_ctx + 1, start, end)
         start, end = (int(x) for x in self._doc_offsets.rows(doc_id, doc_id + 2))
         rows = self._zarr_tokens if self._tokens is None else _InMemory(self._tokens)
         return _stream(rows, self.n_ctx + 1, start, end)
