@@ -7,6 +7,7 @@ card and makes no commit.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from checkpoints_manifest import Manifest
@@ -24,7 +25,7 @@ def _front_matter(tags: list[str], datasets: list[str]) -> str:
 
 
 def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_repo: str,
-               evaluations: list[dict[str, Any]] = ()) -> str:
+               evaluations: Sequence[dict[str, Any]] = ()) -> str:
     """README.md of a run repo: metadata, what the model is, its loss curve, how to load and replay it.
 
     `evaluations` (the checkpoints' eval.json records) add the held-out loss; a run without a
@@ -73,7 +74,7 @@ def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_rep
     ])
 
 
-def _held_out_lines(config: dict[str, Any], evaluations: list[dict[str, Any]]) -> list[str]:
+def _held_out_lines(config: dict[str, Any], evaluations: Sequence[dict[str, Any]]) -> list[str]:
     if not evaluations:
         return []
     last = evaluations[-1]
@@ -103,7 +104,7 @@ def data_card(zoo: str, manifest: Manifest, data_seeds: list[int]) -> str:
     ])
 
 
-def loss_png(records: list[dict[str, Any]], title: str, evaluations: list[dict[str, Any]] = ()) -> bytes:
+def loss_png(records: list[dict[str, Any]], title: str, evaluations: Sequence[dict[str, Any]] = ()) -> bytes:
     """The loss curve as PNG bytes, without the metadata (software version) that would vary; with
     `evaluations`, the held-out loss at every checkpoint beside the training loss."""
     import matplotlib
