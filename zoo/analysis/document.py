@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib import ticker
 
 from checkpoints_manifest import atomic_write_json
 from data_index import StepIndex, TokenStore
@@ -101,24 +102,43 @@ def analyze(runs: list[RunCheckpoints], doc: int, store: TokenStore, indexes: di
 
 
 def plot(results: list[DocumentRun], doc: int, held_out: bool, path: Path) -> None:
-    """Per model: the document's loss vs step (one line per seed), its held-out loss dashed, and a tick at
-    every step that trained on the document."""
+    """Per model: the document's loss vs step (one colour per seed; the run's held-out loss dashed) with a tick
+    at every step that trained on the document; below, the document's loss minus the held-out loss (how much
+    better the model does on this document than on text it never saw: memorization, then forgetting)."""
     models = sorted({r.model for r in results})
-    fig, axes = _plots.subplots(1, len(models))
-    for ax, model in zip(axes[0], models):
-        for k, r in enumerate(r for r in results if r.model == model):
+    gap = any(r.held_out for r in results)
+    fig, axes = _plots.subplots(2 if gap else 1, len(models), width=4.6)
+    for col, model in enumerate(models):
+        ax = axes[0][col]
+        runs = [r for r in results if r.model == model]
+        for k, r in enumerate(runs):
             color = f"C{k}"
             steps = [p.step for p in r.points]
-            _plots.plot_series(ax, steps, [p.loss for p in r.points], r.missing_steps, color=color, marker=".",
-                               markersize=3, label=f"seed {r.seed}: document {doc}")
+            _plots.plot_series(ax, steps, [p.loss for p in r.points], r.missing_steps, color=color, linewidth=1.2,
+                               label=f"seed {r.seed}")
             if r.held_out:
                 _plots.plot_series(ax, [p.step for p in r.held_out], [p.loss for p in r.held_out], r.missing_steps,
-                                   color=color, linestyle="--", linewidth=0.9, label=f"seed {r.seed}: held out")
-            if r.trained_at:
-                ax.plot(r.trained_at, [0.02 + 0.04 * k] * len(r.trained_at), "|", color=color, markersize=10,
-                        transform=ax.get_xaxis_transform(), label=f"seed {r.seed}: trained on it")
+                                   color=color, linestyle="--", linewidth=0.8)
+            for a in [row[col] for row in axes]:
+                a.plot(r.trained_at, [0.03 + 0.05 * k] * len(r.trained_at), "|", color=color, markersize=9,
+                       transform=a.get_xaxis_transform())
+            if gap and r.held_out:
+                held = {p.step: p.loss for p in r.held_out}
+                both = [p for p in r.points if p.step in held]
+                _plots.plot_series(axes[1][col], [p.step for p in both], [p.loss - held[p.step] for p in both],
+                                   r.missing_steps, color=color, linewidth=1.0)
         ax.set_title(f"{model}: document {doc}" + (" (held out: never trained on)" if held_out else ""), fontsize=9)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
         ax.set_ylabel("loss (nats per token)")
-        _plots.step_axis(ax)
+        ax.plot([], [], "k--", linewidth=0.8, label="held-out loss")
+        ax.plot([], [], "k|", markersize=9, label="a step trained on it")
         ax.legend(fontsize=6)
+        _plots.step_axis(ax, log=False)  # the steps that train on a document spread over the whole run
+        if gap:
+            below = axes[1][col]
+            below.axhline(0.0, color="grey", linewidth=0.8)
+            below.set_ylabel("document − held-out loss")
+            _plots.step_axis(below, log=False)
     _plots.save_png(fig, path)
