@@ -449,7 +449,8 @@ def _text_batches(dataset, what: str) -> Iterator[list[str]]:
             yield table.column("text").to_pylist()
     except DataIndexError:
         raise
-    except (ValueError, OSError, TypeError) as e:  # pyarrow's parse errors are ValueErrors
+    except (ValueError, TypeError) as e:  # pyarrow's parse errors are ValueErrors. An OSError (a network
+        # failure while streaming) is not bad input: it propagates, and the finished shards stay for the rerun.
         raise BadCorpusError(f"cannot read {what}: {type(e).__name__}: {str(e)[:500]}; fix or drop the file "
                              f"or rows named") from None
 
