@@ -6,7 +6,6 @@ which the next build on that host removes once its process is gone.
 """
 
 import errno
-import json
 import os
 import secrets
 import shutil
@@ -15,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._errors import IncompleteStoreError, StoreNotFoundError
+from checkpoints_manifest import ManifestError, read_json
+
+from ._errors import DamagedStoreError, IncompleteStoreError, StoreNotFoundError
 
 
 class TargetExistsError(Exception):
@@ -86,10 +87,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def read_meta(path: Path, meta_name: str, *, fmt: str, version: int, what: str, how_to_build: str) -> dict[str, Any]:
+def read_meta(path: Path, meta_name: str, *, fmt: str, versions: tuple[int, ...], what: str,
+              how_to_build: str) -> dict[str, Any]:
     """The metadata JSON a complete build writes last; clear errors for missing, unfinished or foreign dirs.
 
-    `what` names the thing ("token store"), `how_to_build` the command (and call) that (re)builds it.
+    `what` names the thing ("token store"), `how_to_build` the command (and call) that (re)builds it;
+    `versions` are the format versions this code reads.
     """
     meta_path = path / meta_name
     if not meta_path.is_file():
@@ -99,10 +102,21 @@ def read_meta(path: Path, meta_name: str, *, fmt: str, version: int, what: str, 
                 f"rerun {how_to_build} (it rebuilds it) or delete the directory"
             )
         raise StoreNotFoundError(f"no {what} at {path}; build one with {how_to_build}")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != fmt or meta.get("format_version") != version:
+    meta = read_metadata(meta_path, what)
+    found = (meta.get("format"), meta.get("format_version")) if isinstance(meta, dict) else (type(meta).__name__, None)
+    if found[0] != fmt or found[1] not in versions:
         raise StoreNotFoundError(
-            f"{meta_path} is not a {what} of format {fmt} v{version} "
-            f"(found {meta.get('format')!r} v{meta.get('format_version')!r}); rebuild it with this version of zoo"
+            f"{meta_path} is not a {what} of format {fmt} v{' or v'.join(map(str, versions))} "
+            f"(found {found[0]!r} v{found[1]!r}); rebuild it with this version of zoo"
         )
     return meta
+
+
+def read_metadata(path: Path, what: str) -> Any:
+    """A JSON metadata file of a `what` (a store, an index, one of their arrays) through the checked JSON
+    reader (bounded size and depth); a malformed one is a DamagedStoreError naming it."""
+    try:
+        return read_json(path)
+    except ManifestError as e:
+        raise DamagedStoreError(f"{what} metadata {path} is malformed: {e}; rebuild it (or republish the zoo's "
+                                f"data)") from None

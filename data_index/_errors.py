@@ -29,6 +29,14 @@ class BadCorpusError(DataIndexError):
     """A corpus that cannot be read as documents: unknown file type, bad JSON, no text column."""
 
 
+class HubCorpusError(DataIndexError):
+    """A Hub dataset, or a revision of one, that does not exist or cannot be reached."""
+
+
+class RevisionMovedError(DataIndexError):
+    """A Hub dataset's revision (a branch or tag) now points at another commit than the store was built from."""
+
+
 class TokenizerFileError(DataIndexError):
     """A tokenizer.json that is missing, unreadable, or lacks the end-of-text token."""
 
@@ -67,6 +75,10 @@ class FingerprintMismatchError(DataIndexError):
 
 class StoreNotFoundError(DataIndexError):
     """No token store or step index at the path given."""
+
+
+class DamagedStoreError(DataIndexError):
+    """A store's or index's metadata that is malformed (bad JSON, a value of the wrong kind)."""
 
 
 class IncompleteStoreError(DataIndexError):

@@ -1,4 +1,7 @@
-"""Corpora as `datasets.Dataset` objects with a "text" column: built-in, local files, or the Hub.
+"""Corpora as `datasets` objects with one "text" column: built-in (in memory), local files or the Hub (streamed).
+
+Files and Hub datasets are read with `datasets` streaming, a batch of rows at a time, so a
+corpus of billions of tokens is never held whole.
 
 Built-in corpora need no network. The generated ones are pure functions of
 (name, version, seed, n_docs): document i is drawn from its own
@@ -7,15 +10,17 @@ larger n_docs only appends documents. A generator that changes gets a new
 version; old versions stay reproducible by keeping their code.
 """
 
+from __future__ import annotations
+
 import functools
+import glob as globlib
 import importlib.util
-import json
+import itertools
 import random
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from . import _stories
 from ._errors import (
@@ -23,8 +28,12 @@ from ._errors import (
     CorpusFileNotFoundError,
     CorpusPackageMissingError,
     EmptyCorpusError,
+    HubCorpusError,
     UnknownCorpusError,
 )
+
+if TYPE_CHECKING:  # `datasets` takes seconds to import: imported where a corpus is made, so that the
+    import datasets  # tokenizer's worker processes, which import this package, start fast
 
 
 def _induction(r: random.Random) -> str:
@@ -125,6 +134,8 @@ def builtin_corpus(name: str, *, seed: int = 0, n_docs: int = 1000, version: int
     scenes of 38 plays (775 in all) in an order shuffled by `seed`, of which the
     first n_docs are taken.
     """
+    import datasets
+
     version = current_version(name) if version is None else version
     check_version(name, version)
     if n_docs < 1:
@@ -177,80 +188,126 @@ def _play_scenes(markdown: str) -> list[str]:
     return ["\n".join(scene).strip() + "\n" for scene in scenes]
 
 
-def file_corpus(paths: Sequence[str | Path], *, text_column: str = "text") -> datasets.Dataset:
-    """Documents from local files, in the order given.
+_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+_GLOB = re.compile(r"[*?\[]")
+
+
+def expand_files(patterns: Sequence[str | Path]) -> list[str]:
+    """The files `patterns` name, in order: a path as given, a glob as its sorted matches (`**` recurses)."""
+    files: list[str] = []
+    for pattern in map(str, patterns):
+        if _GLOB.search(pattern):
+            matches = sorted(m for m in globlib.glob(pattern, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise CorpusFileNotFoundError(f"corpus glob {pattern!r} matches no file; check the pattern")
+            files.extend(matches)
+            continue
+        if not Path(pattern).is_file():
+            raise CorpusFileNotFoundError(f"corpus file {pattern} does not exist or is not a file; check the path")
+        files.append(pattern)
+    for f in files:
+        if _suffix(f) not in _BUILDERS:
+            raise BadCorpusError(f"{f}: unsupported file type {_suffix(f)!r}; use .txt, .jsonl, .json or .parquet")
+    return files
+
+
+def _suffix(name: str) -> str:
+    return Path(name).suffix.lower()
+
+
+def file_corpus(paths: Sequence[str | Path] | str | Path, *, text_column: str = "text") -> datasets.IterableDataset:
+    """Documents from local files (paths or globs), in the order given, streamed by `datasets`.
 
     `.txt`: the whole file is one document. `.jsonl` / `.json`: one document per
     record (JSON lines, or a JSON list of objects), taken from `text_column`.
-    `.parquet`: one document per row of `text_column`.
+    `.parquet`: one document per row of `text_column`. Nothing is read until the
+    corpus is iterated, and then a batch of rows at a time.
     """
+    import datasets
+
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    texts: list[str] = []
-    for p in map(Path, paths):
-        if not p.is_file():
-            raise CorpusFileNotFoundError(f"corpus file {p} does not exist or is not a file; check the path")
-        suffix = p.suffix.lower()
-        if suffix == ".txt":
-            texts.append(p.read_text(encoding="utf-8"))
-        elif suffix in (".jsonl", ".json"):
-            texts.extend(_column(_json_records(p), text_column, p))
-        elif suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(p)
-            if text_column not in table.column_names:
-                raise BadCorpusError(
-                    f"{p} has no column {text_column!r} (columns: {', '.join(table.column_names)}); "
-                    f"pass text_column= to name the column holding the text"
-                )
-            texts.extend(_column(({text_column: v} for v in table.column(text_column).to_pylist()), text_column, p))
-        else:
-            raise BadCorpusError(f"{p}: unsupported file type {suffix!r}; use .txt, .jsonl, .json or .parquet")
-    if not texts:
-        raise EmptyCorpusError(f"no documents in {', '.join(map(str, paths)) or 'an empty list of files'}")
-    return datasets.Dataset.from_dict({"text": texts})
+    files = expand_files(paths)
+    if not files:
+        raise EmptyCorpusError("no documents in an empty list of files; give at least one file")
+    parts = []
+    for builder, group in itertools.groupby(files, key=lambda f: _BUILDERS[_suffix(f)]):
+        names = list(group)
+        options = {"sample_by": "document"} if builder == "text" else {}
+        what = f"corpus file(s) {', '.join(names)}"
+        ds = _streamed(what, builder, data_files=names, split="train", **options)
+        parts.append(_text_column(ds, "text" if builder == "text" else text_column, what,
+                                  "pass text_column= (in [data]: text_column) to name the field holding the text"))
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
-def _json_records(p: Path) -> list:
-    text = p.read_text(encoding="utf-8")
+def _streamed(what: str, *args, **kwargs) -> datasets.IterableDataset:
+    """datasets.load_dataset(*args, **kwargs, streaming=True); a corpus without a single record is EmptyCorpusError."""
+    import datasets
+
     try:
-        if p.suffix.lower() == ".json" and text.lstrip().startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise BadCorpusError(f"{p} is not valid JSON ({e}); write one JSON object per line") from None
+        return datasets.load_dataset(*args, **kwargs, streaming=True)
+    except StopIteration:  # what the datasets library raises when its files hold no record to infer columns from
+        raise EmptyCorpusError(f"{what} has no documents; give a corpus with at least one") from None
 
 
-def _column(records, text_column: str, p: Path) -> list[str]:
-    out = []
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or not isinstance(rec.get(text_column), str):
-            raise BadCorpusError(
-                f"{p}: record {i} has no string field {text_column!r}; "
-                f"every record needs one (or pass text_column= to name another field)"
-            )
-        out.append(rec[text_column])
-    return out
+def _text_column(ds: datasets.IterableDataset, column: str, what: str, fix: str) -> datasets.IterableDataset:
+    """`ds` reduced to its column `column`, named "text"; a missing column is named with the ones there are."""
+    if ds.column_names:  # None or []: not known before the first rows are read
+        if column not in ds.column_names:
+            raise BadCorpusError(f"{what} has no column {column!r} (columns: {', '.join(ds.column_names)}); {fix}")
+        ds = ds.select_columns([column])
+    if column != "text":
+        ds = ds.rename_column(column, "text")
+    return ds
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def resolve_revision(name: str, revision: str | None) -> str:
+    """The commit that `revision` (a branch, tag or commit; None: main) of Hub dataset `name` points at now."""
+    if revision is not None and _COMMIT.fullmatch(revision):
+        return revision
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    if constants.HF_HUB_OFFLINE:
+        raise HubCorpusError(f"Hub dataset {name!r}: revision {revision or 'main'!r} cannot be resolved offline "
+                             f"(HF_HUB_OFFLINE is set); pin revision to a commit sha in [data], or go online")
+    try:
+        return HfApi().dataset_info(name, revision=revision or "main").sha
+    except RevisionNotFoundError:
+        raise HubCorpusError(f"Hub dataset {name!r} has no revision {revision!r}; give a branch, tag or commit "
+                             f"it has (revision in [data])") from None
+    except RepositoryNotFoundError:
+        raise HubCorpusError(f"Hub dataset {name!r} does not exist at {constants.ENDPOINT} or cannot be accessed; "
+                             f"check hub_dataset in [data] (and HF_ENDPOINT, HF_TOKEN)") from None
 
 
 def hub_corpus(
-    name: str, *, split: str = "train", text_column: str = "text", revision: str | None = None
-) -> datasets.Dataset:
-    """A dataset from the Hugging Face Hub (needs network), reduced to its text column.
+    name: str, *, config: str | None = None, split: str = "train", text_column: str = "text",
+    revision: str | None = None,
+) -> datasets.IterableDataset:
+    """Split `split` of Hub dataset `name` (subset `config`) at `revision`, streamed, reduced to its text column.
 
-    Pin `revision` to a commit for a reproducible corpus; the store fingerprint
-    records what was actually tokenized either way.
+    Streamed with `datasets`: rows are fetched as the corpus is iterated, never
+    held whole. Pin `revision` to a commit (`resolve_revision`) for a reproducible corpus.
     """
-    ds = datasets.load_dataset(name, split=split, revision=revision)
-    if text_column not in ds.column_names:
-        raise BadCorpusError(
-            f"Hub dataset {name!r} (split {split!r}) has no column {text_column!r} "
-            f"(columns: {', '.join(ds.column_names)}); pass text_column= to name the text column"
-        )
-    ds = ds.select_columns([text_column])
-    if text_column != "text":
-        ds = ds.rename_column(text_column, "text")
-    if len(ds) == 0:
-        raise EmptyCorpusError(f"Hub dataset {name!r} split {split!r} has no rows")
-    return ds
+    import datasets
+
+    what = f"Hub dataset {name!r}" + (f" (config {config!r})" if config else "") + f", split {split!r}"
+    try:
+        ds = _streamed(what, name, config, split=split, revision=revision)
+    except datasets.exceptions.DatasetNotFoundError as e:
+        raise HubCorpusError(f"{what}: {e}; check hub_dataset and revision in [data]") from None
+    except ValueError as e:  # the datasets library's word for a split or config the dataset lacks
+        message = str(e)
+        if message.startswith("Bad split"):
+            raise BadCorpusError(f"Hub dataset {name!r} has no split {split!r} ({message}); set split in [data] "
+                                 f"to one it has") from None
+        if "BuilderConfig" in message or "config" in message.lower():
+            raise BadCorpusError(f"Hub dataset {name!r} has no config {config!r} ({message}); set hub_config in "
+                                 f"[data] to one it has") from None
+        raise
+    return _text_column(ds, text_column, what, "set text_column in [data] to the column holding the documents")

@@ -71,17 +71,32 @@ def _rounds(p: np.ndarray, sched: tuple) -> np.ndarray:
     return (y << h) | x
 
 
-def _permute(p: np.ndarray, n: int, key: int) -> np.ndarray:
-    """permute() without argument checks: p is uint64 inside [0, n)."""
+def _rounds_inverse(q: np.ndarray, sched: tuple) -> np.ndarray:
+    """The inverse of `_rounds`: the same rounds undone in reverse order."""
+    h, top, s32, amask, b, _, start, xor_keys, mults = sched
+    x = q & amask
+    y = q >> h
+    for i in range(_ROUNDS - 2, -1, -2):
+        g = ((((x ^ xor_keys[i + 1]) * mults[i + 1]) >> s32) * b) >> s32
+        y = y + (b - g)  # (y - g) mod b, kept unsigned: y + b - g < 2b
+        y = np.minimum(y, y - b)
+        x ^= ((y ^ xor_keys[i]) * mults[i]) >> top
+    return (y << h) | (x ^ start)
+
+
+def _permute(p: np.ndarray, n: int, key: int, *, inverse: bool = False) -> np.ndarray:
+    """permute() (or its inverse) without argument checks: p is uint64 inside [0, n)."""
     sched = _schedule(n, key)
+    rounds = _rounds_inverse if inverse else _rounds
     n_arr = sched[5]
-    out = _rounds(p, sched)
+    out = rounds(p, sched)
     if out.size and out.max() >= n_arr:
         # Cycle walking: re-apply the permutation of the larger domain until inside [0, n).
-        # It terminates: the cycle through a point of [0, n) comes back into [0, n).
+        # It terminates: the cycle through a point of [0, n) comes back into [0, n). Walking
+        # the inverse rounds retraces the same cycle backwards, so it inverts the walk too.
         walk = out >= n_arr
         while walk.any():
-            out[walk] = _rounds(out[walk], sched)
+            out[walk] = rounds(out[walk], sched)
             walk = out >= n_arr
     return out.view(np.int64)
 
@@ -99,6 +114,37 @@ def permute(positions: np.ndarray, *, n: int, key: int) -> np.ndarray:
     if p.size and (p.min() < 0 or p.max() >= n):
         raise BadScheduleError(f"permute: positions must lie in [0, {n}); got values in [{p.min()}, {p.max()}]")
     return _permute(p.astype(np.uint64), n, key & _MASK64)
+
+
+def unpermute(values: np.ndarray, *, n: int, key: int) -> np.ndarray:
+    """The inverse of permute(): the position in [0, n) that `key`'s permutation maps to each value."""
+    if n < 1:
+        raise BadScheduleError(f"unpermute: n must be >= 1 (the number of samples), got {n}")
+    v = np.asarray(values)
+    if v.size and (v.min() < 0 or v.max() >= n):
+        raise BadScheduleError(f"unpermute: values must lie in [0, {n}); got values in [{v.min()}, {v.max()}]")
+    return _permute(v.astype(np.uint64), n, key & _MASK64, inverse=True)
+
+
+def sample_positions(sample_ids: np.ndarray, *, n_samples: int, data_seed: int,
+                     n_positions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every global position < n_positions at which the order uses each of `sample_ids`.
+
+    Returns (index into sample_ids, position), int64, grouped by epoch: a sample is used
+    once per epoch, at position epoch*n_samples + unpermute(sample). The inverse of
+    positions_to_ids, so "when was this sample trained on" is arithmetic too.
+    """
+    ids = np.asarray(sample_ids, dtype=np.int64)
+    which, where = [], []
+    for epoch in range(-(-n_positions // n_samples)):
+        positions = epoch * n_samples + _permute(ids.astype(np.uint64), n_samples,
+                                                 derive_key(data_seed, epoch), inverse=True)
+        kept = np.flatnonzero(positions < n_positions)
+        which.append(kept)
+        where.append(positions[kept])
+    if not which:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(which), np.concatenate(where)
 
 
 def step_sample_ids(step: int, *, batch_size: int, n_samples: int, data_seed: int) -> np.ndarray:

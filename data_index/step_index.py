@@ -5,9 +5,15 @@
     batches/      [n_steps, B] sample ids; row s-1 is step s (equal to order.step_sample_ids)
     seen_ptr/     int64 [n_docs+1]   CSR: document d was seen at seen_pos[seen_ptr[d]:seen_ptr[d+1]]
     seen_pos/     [nnz] flat positions (step-1)*B + row, ascending within each document
+    held_out_docs/  int64 [k], when the store holds documents out: they are never seen
 
 The order is a pure function, so the index is redundant by design: it makes
 "what did step s see" a read and "when was document d seen" one lookup.
+
+Both parts are built streaming, in bounded memory: the batches a block of steps at a
+time, the reverse map a block of documents at a time, each document's positions found by
+inverting the order (`order.sample_positions`). Lookups read only the small chunks that
+hold their rows (`_chunks.py`), so a published index is fetched chunk by chunk.
 """
 
 import os
@@ -16,28 +22,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 from tqdm.auto import tqdm
 
 from checkpoints_manifest import atomic_write_json
 
 from ._atomic_dir import TargetExistsError, build_dir, read_meta
+from ._chunks import Appender, ChunkedArray, ChunkedGroup, Fetch, holds
 from ._errors import (
     BadScheduleError,
     DocumentOutOfRangeError,
     StepOutOfRangeError,
     StoreExistsError,
 )
-from .order import positions_to_ids
-from .store import _IN_MEMORY_MAX_BYTES, TokenStore
+from .order import positions_to_ids, sample_positions
+from .store import TokenStore
 
 INDEX_JSON = "index.json"
 _FORMAT = "zoo-step-index"
 _FORMAT_VERSION = 1
-_INDEX_ENTRIES = {INDEX_JSON, "zarr.json", "batches", "seen_ptr", "seen_pos"}
+_INDEX_ENTRIES = {INDEX_JSON, "zarr.json", "batches", "seen_ptr", "seen_pos", "held_out_docs"}
 _CHUNK_BYTES = 1 << 16  # small chunks: a read from disk of one step or one document touches ~one
-_PTR_CHUNK = 1 << 20  # seen_ptr is always read whole
-_POSITIONS_PER_PASS = 1 << 20  # order evaluated this many positions at a time while building
+_POSITIONS_PER_PASS = 1 << 20  # order evaluated (and held) this many positions at a time while building
+_DOCS_PER_PASS = 1 << 16  # the reverse map is built this many documents at a time, or fewer when
+# their (document, position) pairs would pass _POSITIONS_PER_PASS
 
 
 class StepIndex:
@@ -48,31 +55,36 @@ class StepIndex:
     batch_size: int
     data_seed: int
     store_fingerprint: str
+    held_out_docs: np.ndarray  # the store's documents held out of training (never seen), ascending
 
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any], *, fetch: Fetch | None = None) -> None:
         self.path = path
         self.n_steps = meta["n_steps"]
         self.batch_size = meta["batch_size"]
         self.data_seed = meta["data_seed"]
         self.store_fingerprint = meta["store_fingerprint"]
         self.n_docs = meta["n_docs"]
-        group = zarr.open_group(str(path), mode="r", zarr_format=3)
-        self._zarr_batches, self._zarr_seen_pos = group["batches"], group["seen_pos"]
-        self._seen_ptr = np.asarray(group["seen_ptr"][:], dtype=np.int64)
-        self._batches = _in_memory(self._zarr_batches)
-        self._seen_pos = _in_memory(self._zarr_seen_pos)
+        self._arrays = ChunkedGroup(path, fetch)  # opened when first read: a published index fetches only those
+        held = meta.get("n_held_out_docs", 0)
+        self.held_out_docs = (self._arrays["held_out_docs"].rows(0, held).astype(np.int64) if held
+                              else np.empty(0, dtype=np.int64))
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "StepIndex":
-        """Open a complete step index (IncompleteStoreError for one whose build did not finish)."""
+    def open(cls, path: str | os.PathLike, *, fetch: Fetch | None = None) -> "StepIndex":
+        """Open a complete step index (IncompleteStoreError for one whose build did not finish).
+
+        `fetch`, when given, is asked for each file (relative to `path`) before it is read:
+        a published index is then fetched a chunk at a time, as lookups need them.
+        """
         path = Path(path)
-        return cls(path, _read_meta(path))
+        if fetch is not None:
+            fetch([INDEX_JSON])
+        return cls(path, _read_meta(path), fetch=fetch)
 
     def batch_ids(self, step: int) -> np.ndarray:
         """Sample ids of step `step` (1..n_steps), int64 [batch_size], read from the materialized batches."""
         self._check_step(step)
-        row = self._batches[step - 1] if self._batches is not None else self._zarr_batches[step - 1]
-        return np.asarray(row, dtype=np.int64)
+        return self._arrays["batches"].rows(step - 1, step)[0].astype(np.int64)
 
     def where_seen(self, doc_id: int) -> list[tuple[int, int]]:
         """Every (step, row) whose sample holds part of document `doc_id`, ascending: one CSR lookup."""
@@ -80,10 +92,13 @@ class StepIndex:
             raise DocumentOutOfRangeError(
                 f"document {doc_id} is outside the index's store: valid ids are 0..{self.n_docs - 1}"
             )
-        lo, hi = int(self._seen_ptr[doc_id]), int(self._seen_ptr[doc_id + 1])
-        pos = self._seen_pos[lo:hi] if self._seen_pos is not None else self._zarr_seen_pos[lo:hi]
-        steps, rows = np.divmod(np.asarray(pos, dtype=np.int64), self.batch_size)
+        lo, hi = (int(x) for x in self._arrays["seen_ptr"].rows(doc_id, doc_id + 2))
+        steps, rows = np.divmod(self._arrays["seen_pos"].rows(lo, hi).astype(np.int64), self.batch_size)
         return list(zip((steps + 1).tolist(), rows.tolist()))
+
+    def is_held_out(self, doc_id: int) -> bool:
+        """Whether document `doc_id` was held out of training (so never seen)."""
+        return holds(self.held_out_docs, doc_id)
 
     def _check_step(self, step: int) -> None:
         if not 1 <= step <= self.n_steps:
@@ -93,15 +108,11 @@ class StepIndex:
             )
 
 
-def _in_memory(array) -> np.ndarray | None:
-    nbytes = int(np.prod(array.shape)) * array.dtype.itemsize
-    return np.asarray(array[...]) if nbytes <= _IN_MEMORY_MAX_BYTES else None
-
-
 def _read_meta(path: Path) -> dict[str, Any]:
-    return read_meta(path, INDEX_JSON, fmt=_FORMAT, version=_FORMAT_VERSION, what="step index",
+    return read_meta(path, INDEX_JSON, fmt=_FORMAT, versions=(_FORMAT_VERSION,), what="step index",
                      how_to_build=f"`zoo train SPEC` (it indexes the data seed of every run it trains; in "
                                   f"Python: build_step_index(store, {str(path)!r}, ...))")
+
 
 def build_step_index(
     store: TokenStore,
@@ -152,29 +163,42 @@ def build_step_index(
 
 
 def _write_index(tmp: Path, store: TokenStore, schedule: dict[str, Any], progress: bool) -> None:
-    n_steps, batch_size = schedule["n_steps"], schedule["batch_size"]
+    import zarr  # seconds to import: not on the path of readers
+
+    n_steps, batch_size, data_seed = schedule["n_steps"], schedule["batch_size"], schedule["data_seed"]
     n_positions = n_steps * batch_size
     id_dtype = np.dtype("<u4") if store.n_samples <= 1 << 32 else np.dtype("<i8")
-    batches = np.empty(n_positions, dtype=id_dtype)
-    with tqdm(total=n_positions, unit="sample", desc="step index", disable=not progress) as bar:
-        for start in range(0, n_positions, _POSITIONS_PER_PASS):
-            stop = min(start + _POSITIONS_PER_PASS, n_positions)
-            batches[start:stop] = positions_to_ids(
-                np.arange(start, stop, dtype=np.int64), n_samples=store.n_samples, data_seed=schedule["data_seed"]
-            )
-            bar.update(stop - start)
-    first_doc, last_doc = store._doc_range_of_samples()
-    seen_ptr, seen_pos = reverse_map(batches, first_doc, last_doc, store.n_docs)
-
     group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     rows_per_chunk = max(1, _CHUNK_BYTES // (batch_size * id_dtype.itemsize))
-    group.create_array(
-        "batches", data=batches.reshape(n_steps, batch_size), chunks=(min(rows_per_chunk, n_steps), batch_size)
-    )
-    group.create_array("seen_ptr", data=seen_ptr, chunks=(min(len(seen_ptr), _PTR_CHUNK),))
-    group.create_array(
-        "seen_pos", data=seen_pos, chunks=(max(1, min(len(seen_pos), _CHUNK_BYTES // seen_pos.itemsize)),)
-    )
+    batches = Appender(group.create_array("batches", shape=(0, batch_size), dtype=id_dtype,
+                                          chunks=(min(rows_per_chunk, n_steps), batch_size)))
+    steps_per_pass = max(1, _POSITIONS_PER_PASS // batch_size)
+    with tqdm(total=n_positions, unit="sample", desc="step index", disable=not progress) as bar:
+        for first in range(0, n_steps, steps_per_pass):
+            last = min(first + steps_per_pass, n_steps)
+            positions = np.arange(first * batch_size, last * batch_size, dtype=np.int64)
+            ids = positions_to_ids(positions, n_samples=store.n_samples, data_seed=data_seed)
+            batches.add(ids.astype(id_dtype).reshape(-1, batch_size))
+            bar.update(len(positions))
+    batches.close()
+
+    pos_dtype = np.dtype("<u4") if n_positions <= 1 << 32 else np.dtype("<i8")
+    ptr = Appender(group.create_array("seen_ptr", shape=(0,), dtype="<i8", chunks=(_CHUNK_BYTES // 8,)))
+    pos = Appender(group.create_array("seen_pos", shape=(0,), dtype=pos_dtype,
+                                      chunks=(_CHUNK_BYTES // pos_dtype.itemsize,)))
+    ptr.add(np.zeros(1, dtype="<i8"))
+    seen = 0
+    offsets = ChunkedArray(store.path / "doc_offsets")
+    with tqdm(total=store.n_docs, unit="doc", desc="reverse index", disable=not progress) as bar:
+        for first, last in _document_passes(offsets, store.n_ctx + 1, store.n_samples, n_positions):
+            counts, positions = _seen_in(offsets.rows(first, last + 1).astype(np.int64), store.n_ctx + 1,
+                                         store.n_samples, data_seed, n_positions)
+            ptr.add(seen + np.cumsum(counts))
+            seen += int(counts.sum())
+            pos.add(positions.astype(pos_dtype))
+            bar.update(last - first)
+    ptr.close()
+    pos.close()
     meta = {
         "format": _FORMAT,
         "format_version": _FORMAT_VERSION,
@@ -182,24 +206,48 @@ def _write_index(tmp: Path, store: TokenStore, schedule: dict[str, Any], progres
         "n_docs": store.n_docs,
         "n_samples": store.n_samples,
     }
+    if len(store.held_out_docs):  # recorded with the order they are never part of
+        group.create_array("held_out_docs", data=store.held_out_docs.astype("<i8"), chunks=(_CHUNK_BYTES // 8,))
+        meta["n_held_out_docs"] = len(store.held_out_docs)
     atomic_write_json(tmp / INDEX_JSON, meta)  # last: its presence marks the index complete
 
 
-def reverse_map(
-    batches_flat: np.ndarray, first_doc: np.ndarray, last_doc: np.ndarray, n_docs: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of document -> flat positions: (ptr int64 [n_docs+1], positions ascending within each document).
+def _document_samples(offsets: np.ndarray, length: int, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first sample, samples) of each document whose stream span is offsets[i]..offsets[i+1]; a document
+    held out (empty span) or in the dropped tail has none."""
+    starts, ends = offsets[:-1], offsets[1:]
+    first = starts // length
+    stop = np.where(ends > starts, np.minimum(-(-ends // length), n_samples), first)
+    return first, np.maximum(stop - first, 0)
 
-    Sample s holds documents first_doc[s]..last_doc[s]; position p trained on
-    sample batches_flat[p]. One vectorized pass and a stable sort.
-    """
-    first = first_doc[batches_flat]
-    counts = last_doc[batches_flat] - first + 1
-    n = int(counts.sum())
-    positions = np.repeat(np.arange(len(batches_flat), dtype=np.int64), counts)
-    docs = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(n, dtype=np.int64)
-    order = np.argsort(docs, kind="stable")  # stable: positions stay ascending within a document
-    ptr = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(np.bincount(docs, minlength=n_docs), out=ptr[1:])
-    pos_dtype = np.dtype("<u4") if len(batches_flat) <= 1 << 32 else np.dtype("<i8")
-    return ptr, positions[order].astype(pos_dtype)
+
+def _document_passes(offsets: ChunkedArray, length: int, n_samples: int, n_positions: int):
+    """(first, last) document ranges whose (document, position) pairs number about _POSITIONS_PER_PASS each."""
+    n_docs = len(offsets) - 1
+    epochs = -(-n_positions // n_samples)
+    for block in range(0, n_docs, _DOCS_PER_PASS):
+        end = min(block + _DOCS_PER_PASS, n_docs)
+        _, counts = _document_samples(offsets.rows(block, end + 1).astype(np.int64), length, n_samples)
+        pairs = np.cumsum(counts * epochs)
+        start = block
+        while start < end:
+            done = int(pairs[start - block - 1]) if start > block else 0
+            # every document up to the one that passes the budget (at least one document per pass)
+            stop = block + int(np.searchsorted(pairs, done + _POSITIONS_PER_PASS, side="right"))
+            stop = min(max(stop, start + 1), end)
+            yield start, stop
+            start = stop
+
+
+def _seen_in(offsets: np.ndarray, length: int, n_samples: int, data_seed: int,
+             n_positions: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the documents spanning `offsets`: how many positions saw each, and those positions (ascending
+    within each document, documents in order)."""
+    first, counts = _document_samples(offsets, length, n_samples)
+    total = int(counts.sum())
+    doc = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    sample = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(total, dtype=np.int64)
+    which, positions = sample_positions(sample, n_samples=n_samples, data_seed=data_seed, n_positions=n_positions)
+    doc = doc[which]
+    order = np.lexsort((positions, doc))
+    return np.bincount(doc, minlength=len(counts)), positions[order]

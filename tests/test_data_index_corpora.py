@@ -12,10 +12,12 @@ from data_index import (
     BUILTIN_CORPORA,
     BadCorpusError,
     CorpusFileNotFoundError,
+    DataSpec,
     EmptyCorpusError,
     UnknownCorpusError,
     builtin_corpus,
     file_corpus,
+    prepare_store,
 )
 
 # Golden records: sha256 of the 20 documents of seed 7, joined by NUL. A change here
@@ -118,8 +120,12 @@ def test_file_corpus_reads_txt_jsonl_json_and_parquet_in_order(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps([{"body": "x"}]), encoding="utf-8")
     pq.write_table(pa.table({"text": ["fourth", "fifth"]}), tmp_path / "d.parquet")
     ds = file_corpus([tmp_path / "a.txt", tmp_path / "b.jsonl", tmp_path / "d.parquet"])
-    assert ds["text"] == ["first document\nwith two lines", "second", "third", "fourth", "fifth"]
-    assert file_corpus([str(tmp_path / "c.json")], text_column="body")["text"] == ["x"]
+    assert _texts(ds) == ["first document\nwith two lines", "second", "third", "fourth", "fifth"]
+    assert _texts(file_corpus([str(tmp_path / "c.json")], text_column="body")) == ["x"]
+
+
+def _texts(ds) -> list[str]:
+    return [row["text"] for row in ds]
 
 
 def test_missing_file_is_named(tmp_path):
@@ -132,19 +138,21 @@ def test_unreadable_files_say_what_to_do(tmp_path):
     with pytest.raises(BadCorpusError, match="unsupported file type '.csv'; use .txt, .jsonl"):
         file_corpus([tmp_path / "x.csv"])
     (tmp_path / "y.jsonl").write_text('{"body": "no text"}\n', encoding="utf-8")
-    with pytest.raises(BadCorpusError, match="no string field 'text'.*text_column="):
+    with pytest.raises(BadCorpusError, match="y.jsonl has no column 'text' \\(columns: body\\).*text_column"):
         file_corpus([tmp_path / "y.jsonl"])
     (tmp_path / "z.jsonl").write_text("{not json\n", encoding="utf-8")
-    with pytest.raises(BadCorpusError, match="not valid JSON"):
-        file_corpus([tmp_path / "z.jsonl"])
+    with pytest.raises(BadCorpusError, match="cannot read corpus file.*z.jsonl.*JSON parse error"):
+        prepare_store(DataSpec(files=[str(tmp_path / "z.jsonl")], vocab_size=300, n_ctx=4), tmp_path / "s")
     pq.write_table(pa.table({"body": ["a"]}), tmp_path / "w.parquet")
     with pytest.raises(BadCorpusError, match="no column 'text'"):
         file_corpus([tmp_path / "w.parquet"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.parquet", "x.csv", "y.jsonl", "z.jsonl"]
 
 
 def test_files_without_documents_are_an_empty_corpus(tmp_path):
     (tmp_path / "e.jsonl").write_text("\n", encoding="utf-8")
-    with pytest.raises(EmptyCorpusError, match="no documents"):
-        file_corpus([tmp_path / "e.jsonl"])
+    with pytest.raises(EmptyCorpusError, match="e.jsonl has no documents"):
+        prepare_store(DataSpec(files=[str(tmp_path / "e.jsonl")], vocab_size=300, n_ctx=4), tmp_path / "s")
+    assert [p.name for p in tmp_path.iterdir()] == ["e.jsonl"]  # nothing half-written is kept
     with pytest.raises(EmptyCorpusError):
         file_corpus([])

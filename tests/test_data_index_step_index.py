@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import data_index.step_index as step_index_module
+from helpers import tree_digest
 from data_index import (
     BadScheduleError,
     DataSpec,
@@ -87,13 +88,23 @@ def test_step_beyond_the_schedule_names_the_last_valid_step(toy):
         index.where_seen(-1)
 
 
-def test_an_index_from_disk_reads_the_same_as_from_memory(toy, monkeypatch):
-    store, index = toy
-    monkeypatch.setattr(step_index_module, "_IN_MEMORY_MAX_BYTES", 0)
-    on_disk = StepIndex.open(index.path)
-    assert on_disk._batches is None and on_disk._seen_pos is None
-    assert np.array_equal(on_disk.batch_ids(77), index.batch_ids(77))
-    assert on_disk.where_seen(12) == index.where_seen(12)
+def test_an_index_built_in_many_small_passes_has_the_same_bytes(toy, tmp_path, monkeypatch):
+    store, index = toy  # the reverse map built a few documents and positions at a time: bounded memory
+    monkeypatch.setattr(step_index_module, "_POSITIONS_PER_PASS", 100)
+    monkeypatch.setattr(step_index_module, "_DOCS_PER_PASS", 7)
+    small = build_step_index(store, tmp_path / "i", data_seed=SEED, batch_size=BATCH, n_steps=STEPS, progress=False)
+    assert tree_digest(small.path) == tree_digest(index.path)
+
+
+def test_a_lookup_reads_only_the_chunks_holding_its_rows(toy):
+    _, index = toy
+    asked: list[str] = []
+    lazy = StepIndex.open(index.path, fetch=asked.extend)
+    assert lazy.where_seen(12) == index.where_seen(12)
+    assert np.array_equal(lazy.batch_ids(77), index.batch_ids(77))
+    chunks = [name for name in asked if "/c/" in name]
+    assert sorted({name.split("/")[0] for name in chunks}) == ["batches", "seen_pos", "seen_ptr"]
+    assert len(chunks) <= 4  # one chunk each (seen_pos: two when the document's positions straddle chunks)
 
 
 def test_index_of_another_store_is_refused_by_batch(toy, tmp_path):

@@ -221,9 +221,10 @@ def test_a_build_interrupted_before_its_marker_leaves_no_store(tmp_path, monkeyp
     monkeypatch.setattr(store_module, "atomic_write_json", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare_store(_small(), tmp_path / "s", progress=False)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".s.build"]  # no store; the finished shards, for the rerun
     monkeypatch.undo()
     assert prepare_store(_small(), tmp_path / "s", progress=False).n_samples > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]
 
 
 _KILLED_BUILD = """
@@ -241,8 +242,9 @@ def test_a_killed_build_never_looks_complete_and_a_rerun_finishes_it(tmp_path):
     out = tmp_path / "s"
     proc = subprocess.run([sys.executable, "-c", _KILLED_BUILD, str(out)], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
-    leftovers = list(tmp_path.iterdir())
-    assert not out.exists() and len(leftovers) == 1 and ".partial-" in leftovers[0].name
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert not out.exists() and len(leftovers) == 2 and ".s.partial-" in leftovers[1]
+    assert leftovers[0] == ".s.build"  # the finished shards, kept for the rerun
     with pytest.raises(StoreNotFoundError, match="prepare_store"):
         TokenStore.open(out)
     built = prepare_store(_small(), out, progress=False)

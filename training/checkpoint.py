@@ -3,7 +3,8 @@
 A checkpoint is a directory `checkpoints/step{N:08d}/` with
 `model.safetensors`, `optimizer.safetensors`, `state.json` and `loss.jsonl`
 (one line per update since the previous checkpoint: step, loss, lr, grad_norm,
-tokens). It is written into a hidden `.partial` directory and renamed into
+tokens), and `eval.json` (the held-out loss) in runs whose data holds documents
+out. It is written into a hidden `.partial` directory and renamed into
 place whole, and becomes valid only once the run's manifest lists it (see
 `run_dir.py`). Keeping each stretch of the loss log inside its checkpoint makes
 every listed file immutable: a crash can never leave a log that runs ahead of
@@ -45,6 +46,7 @@ from training.errors import CheckpointError, describe_os_error
 from training.tensors_file import read_tensors
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "state.json", "loss.jsonl")
+EVAL_NAME = "eval.json"  # beside them when the run evaluates a held-out split (training/evaluate.py)
 STATE_FORMAT = 1
 _MOMENTS = ("exp_avg", "exp_avg_sq", "step")
 
@@ -94,6 +96,7 @@ class Snapshot:
     loss_records: tuple[dict[str, Any], ...]  # the updates since the previous checkpoint
     loss_log: str  # how loss.jsonl writes them (the run's numerics.loss_log)
     copied: Any = None  # the device event after which the host copies are complete (None: complete)
+    evaluation: dict[str, Any] | None = None  # the held-out loss of these weights, if the run has a split
 
     @property
     def weights(self) -> dict[str, torch.Tensor]:
@@ -125,7 +128,8 @@ def init_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
 
 
 def capture(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: LoopState,
-            loss_records: list[dict[str, Any]], *, loss_log: str) -> Snapshot:
+            loss_records: list[dict[str, Any]], *, loss_log: str,
+            evaluation: dict[str, Any] | None = None) -> Snapshot:
     """Copy weights and optimizer moments off the device: the snapshot no longer changes with training.
 
     Each tensor is cloned where it lives, in the training stream (fast, and after it the next update may
@@ -140,7 +144,7 @@ def capture(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: Loop
                              for key, t in tensors.items()})
     weights = {key[2:]: t for key, t in host.items() if key.startswith("w.")}
     moments = {key[2:]: t for key, t in host.items() if key.startswith("o.")}
-    return Snapshot(loop, weights, moments, tuple(loss_records), loss_log, copied)
+    return Snapshot(loop, weights, moments, tuple(loss_records), loss_log, copied, evaluation)
 
 
 def _to_host(clones: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
@@ -186,6 +190,8 @@ def write(run_dir: Path, snapshot: Snapshot) -> list[str]:
         atomic_write(partial / "optimizer.safetensors", lambda tmp: _save(snapshot.optimizer, tmp))
         atomic_write_json(partial / "state.json", snapshot.loop.to_dict())
         atomic_write_bytes(partial / "loss.jsonl", loss_lines(snapshot.loss_records, snapshot.loss_log))
+        if snapshot.evaluation is not None:
+            atomic_write_json(partial / EVAL_NAME, {key: _strict(v) for key, v in snapshot.evaluation.items()})
         if final.exists():  # left by a crash after the rename but before the manifest listed it
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -196,7 +202,8 @@ def write(run_dir: Path, snapshot: Snapshot) -> list[str]:
             f"could not write checkpoint step {snapshot.loop.step} in {parent}: {describe_os_error(e)}. "
             f"Earlier checkpoints are intact; free space (or fix the directory) and rerun with --resume."
         ) from e
-    return checkpoint_relpaths(snapshot.loop.step)
+    extra = [f"checkpoints/{name}/{EVAL_NAME}"] if snapshot.evaluation is not None else []
+    return checkpoint_relpaths(snapshot.loop.step) + extra
 
 
 def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -239,9 +246,13 @@ def read_loss_stretch(path: Path) -> list[dict[str, Any]]:
         if not isinstance(record, dict):
             raise UnsafeJSONError(f"{path}, line {number}: a loss record is a JSON object, got "
                                   f"{type(record).__name__}")
-        records.append({key: _NON_FINITE.get(value, value) if isinstance(value, str) else value
-                        for key, value in record.items()})
+        records.append(_numbers(record))
     return records
+
+
+def _numbers(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with the strings that spell a NaN or infinity back as those floats."""
+    return {key: _NON_FINITE.get(value, value) if isinstance(value, str) else value for key, value in record.items()}
 
 
 def read_loss_log(run_dir: Path, steps: list[int]) -> list[dict[str, Any]]:
@@ -249,6 +260,20 @@ def read_loss_log(run_dir: Path, steps: list[int]) -> list[dict[str, Any]]:
     records = []
     for step in steps:
         records.extend(read_loss_stretch(run_dir / "checkpoints" / checkpoint_dir_name(step) / "loss.jsonl"))
+    return records
+
+
+def read_evaluations(run_dir: Path, steps: list[int]) -> list[dict[str, Any]]:
+    """The eval.json records of checkpoints `steps` that have one (runs without a held-out split have none);
+    a loss that diverged is written as loss.jsonl's strict-json writes it, and read back as its float."""
+    records = []
+    for step in steps:
+        path = run_dir / "checkpoints" / checkpoint_dir_name(step) / EVAL_NAME
+        if path.is_file():
+            record = read_json(path)
+            if not isinstance(record, dict):
+                raise UnsafeJSONError(f"{path}: an evaluation record is a JSON object, got {type(record).__name__}")
+            records.append(_numbers(record))
     return records
 
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from checkpoints_manifest import ManifestError, code_version, environment_record, read_manifest
 from data_index import StepIndex, TokenStore, build_step_index, prepare_store, step_sample_ids
-from training import checkpoint
+from training import checkpoint, evaluate
 from training.determinism import generator_for, set_determinism
 from training.distributed import SINGLE, DataParallel
 from training.errors import StaleStepIndexError, StoppedError, StorageError, describe_os_error
@@ -237,7 +237,8 @@ def check_run_fits(spec: ZooSpec, run: RunSpec, d_vocab: int, out: Path, device:
 
 def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resume: bool = False,
               device: str = "cpu", progress: bool = True, parallel: DataParallel = SINGLE,
-              allow_platform_change: bool = False, stop: Callable[[], bool] | None = None) -> RunResult:
+              allow_platform_change: bool = False, stop: Callable[[], bool] | None = None,
+              evaluate_held_out: bool = True) -> RunResult:
     """Train one run to the spec's last step, checkpointing on the dense schedule.
 
     Under data parallel every rank trains; only rank 0 opens (locks) the run directory and
@@ -245,7 +246,9 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
     latest checkpoint whose files verify (training/resume.py). A failure on any rank stops
     every rank at the next step. Resuming on another platform than the run's is refused
     unless `allow_platform_change` (then the manifest records the change). When `stop()`
-    turns true, training stops at the next step boundary with StoppedError.
+    turns true, training stops at the next step boundary with StoppedError. When the store
+    holds documents out, rank 0 stores their loss with every checkpoint (`evaluate_held_out=False`
+    skips it: the training bits are the same either way).
     """
     check_run_fits(spec, run, store.vocab_size, out, device)
     set_determinism(device, spec.training.cpu_threads, spec.training.cpu_level)
@@ -256,6 +259,12 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
     optimizer = build_optimizer(model, spec, device)
     schedule = set(checkpoint_steps(spec.checkpoints, total))
     loss_log = numerics_of(spec).loss_log
+    held_out = evaluate.held_out_rows(store, device) if evaluate_held_out and parallel.is_writer else None
+
+    def snapshot(loop: checkpoint.LoopState, records: list[dict[str, Any]]) -> checkpoint.Snapshot:
+        evaluation = evaluate.evaluation(model, held_out, loop.step, precision=spec.training.precision,
+                                         micro_batch_size=spec.training.micro_batch_size)
+        return checkpoint.capture(model, optimizer, loop, records, loss_log=loss_log, evaluation=evaluation)
     with ExitStack() as stack:
         rd, latest = None, None
         if parallel.is_writer:
@@ -280,7 +289,7 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
             if latest is None:
                 loop = checkpoint.LoopState(step=0, tokens_seen=0, lr=0.0)
                 if rd is not None:
-                    rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, [], loss_log=loss_log))
+                    rd.commit_checkpoint(snapshot(loop, []))
             else:
                 loop = checkpoint.read(path, latest, model, optimizer)
             start = loop.step
@@ -295,7 +304,7 @@ def train_run(spec: ZooSpec, run: RunSpec, store: TokenStore, out: Path, *, resu
                 if loop.step in schedule:
                     if rd is not None:
                         records = loss_records(pending)  # the host waits for the device once per interval
-                        rd.commit_checkpoint(checkpoint.capture(model, optimizer, loop, records, loss_log=loss_log))
+                        rd.commit_checkpoint(snapshot(loop, records))
                         rate = (loop.step - start) * spec.training.batch_size * spec.data.n_ctx / (
                             time.perf_counter() - began)
                         bar.set_postfix(loss=f"{records[-1]['loss']:.3f}", tok_s=f"{rate:,.0f}")
@@ -371,17 +380,20 @@ def runs_of_another_schedule(zoo: Path, data_seed: int, batch_size: int, n_steps
 
 
 def train_zoo(spec: ZooSpec, out: Path, *, runs: str | None = None, resume: bool = False, device: str = "cpu",
-              progress: bool = True, allow_platform_change: bool = False) -> list[RunResult]:
-    """Prepare the zoo's dataset and step indexes once, then train every selected run in order."""
+              progress: bool = True, allow_platform_change: bool = False, evaluate_held_out: bool = True,
+              data_workers: int = 1) -> list[RunResult]:
+    """Prepare the zoo's dataset (tokenized by `data_workers` processes) and step indexes once, then train every
+    selected run in order."""
     selected = spec.runs(runs)
     for run in selected:  # before the data is prepared; train_run checks again with the tokenizer's vocabulary
         check_run_fits(spec, run, spec.data.vocab_size, out, device)
     try:
-        store = prepare_store(spec.data, zoo_dir(out, spec) / "data", progress=progress)
+        store = prepare_store(spec.data, zoo_dir(out, spec) / "data", workers=data_workers, progress=progress)
         for data_seed in sorted({run.data_seed for run in selected}):
             prepare_step_index(spec, store, zoo_dir(out, spec), data_seed, progress=progress)
     except OSError as e:  # a store or index is built in a temp dir: nothing half-built is left
         raise StorageError(f"cannot prepare the dataset of zoo {spec.name!r} in {zoo_dir(out, spec)}: "
                            f"{describe_os_error(e)}; free space or make it writable, then rerun") from e
     return [train_run(spec, run, store, out, resume=resume, device=device, progress=progress,
-                      allow_platform_change=allow_platform_change) for run in selected]
+                      allow_platform_change=allow_platform_change, evaluate_held_out=evaluate_held_out)
+            for run in selected]

@@ -9,6 +9,7 @@ running process needs those attributes set, and child processes need the environ
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
@@ -27,8 +28,25 @@ def client_constants(server: HubServer) -> dict[str, object]:
     }
 
 
+def datasets_constants(server: HubServer) -> dict[str, object]:
+    """`datasets.config` attributes that must change for an already-imported `datasets` to use `server`.
+
+    `datasets` copies HF_ENDPOINT at import into `datasets.config` (its Hub URLs and the
+    endpoint of the HfFileSystem its streaming reads through); imported later, it takes the
+    environment, which points at the server already.
+    """
+    if "datasets.config" not in sys.modules:
+        return {}
+    return {"HF_ENDPOINT": server.endpoint,
+            "HUB_DATASETS_URL": server.endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}"}
+
+
 @contextmanager
 def pointed_at(server: HubServer) -> Iterator[None]:
     """Within the block, this process and the processes it starts use `server` (for code outside pytest)."""
     with mock.patch.dict(os.environ, server.env), mock.patch.multiple(constants, **client_constants(server)):
-        yield
+        if datasets := datasets_constants(server):
+            with mock.patch.multiple(sys.modules["datasets.config"], **datasets):
+                yield
+        else:
+            yield

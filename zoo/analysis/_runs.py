@@ -16,7 +16,7 @@ from typing import Any
 import safetensors.torch
 
 from checkpoints_manifest import read_manifest
-from training.checkpoint import checkpoint_dir_name, read_loss_stretch
+from training.checkpoint import EVAL_NAME, checkpoint_dir_name, read_evaluations, read_loss_stretch
 from training.model import ModelConfig, Transformer
 from training.schedule import checkpoint_steps
 from training.spec import CheckpointSpec, seeds_label
@@ -33,6 +33,7 @@ class RunCheckpoints:
     steps: list[int]  # checkpoint steps present, ascending
     load: Callable[[int], Transformer]  # step -> model with that checkpoint's weights
     last_losses: Callable[[], list[float]]  # losses of the updates logged in the last checkpoint
+    held_out: Callable[[], dict[int, float]]  # step -> held-out loss, every checkpoint ({} without a split)
 
     @property
     def model_name(self) -> str:
@@ -69,7 +70,8 @@ def local_run(path: str | Path) -> RunCheckpoints:
         model.load_state_dict(safetensors.torch.load_file(weights(step)), assign=True)
         return model.eval()
 
-    return RunCheckpoints(config["run"]["name"], config, steps, load, lambda: _losses(path, steps[-1]))
+    return RunCheckpoints(config["run"]["name"], config, steps, load, lambda: _losses(path, steps[-1]),
+                          lambda: _held_out(path, steps))
 
 
 def published_runs(pattern: str, *, org: str, root: str | Path | None = None,
@@ -90,11 +92,18 @@ def published_runs(pattern: str, *, org: str, root: str | Path | None = None,
                             zoo=info.zoo, root=root, step=step).model.eval()
         first = hub.load(info.model, org=org, init_seed=info.init_seed, data_seed=info.data_seed, zoo=info.zoo,
                          root=root, step=info.steps[0])
+        def fetched(steps: list[int], name: str, info: hub.RunInfo = info) -> Path:
+            return hub.download(info.model, org=org, init_seed=info.init_seed, data_seed=info.data_seed,
+                                zoo=info.zoo, root=root, steps=steps, names=[name])
+
         def last_losses(info: hub.RunInfo = info) -> list[float]:
-            folder = hub.download(info.model, org=org, init_seed=info.init_seed, data_seed=info.data_seed,
-                                  zoo=info.zoo, root=root, steps=[info.steps[-1]])
-            return _losses(folder, info.steps[-1])
-        runs.append(RunCheckpoints(first.config["run"]["name"], first.config, list(info.steps), load, last_losses))
+            return _losses(fetched([info.steps[-1]], "loss.jsonl", info), info.steps[-1])
+
+        def held_out(info: hub.RunInfo = info) -> dict[int, float]:
+            return _held_out(fetched(list(info.steps), EVAL_NAME, info), list(info.steps))
+
+        runs.append(RunCheckpoints(first.config["run"]["name"], first.config, list(info.steps), load, last_losses,
+                                   held_out))
     return runs
 
 
@@ -114,6 +123,10 @@ def open_runs(targets: list[str], *, org: str | None = None, root: str | Path | 
             raise RunNotFoundError(f"{target!r} is not a run or zoo directory; for a published model pass "
                                    f"--org (and --root or HF_ENDPOINT)")
     return runs
+
+
+def _held_out(run_dir: Path, steps: list[int]) -> dict[int, float]:
+    return {e["step"]: e["held_out_loss"] for e in read_evaluations(run_dir, steps)}
 
 
 def _losses(run_dir: Path, step: int) -> list[float]:

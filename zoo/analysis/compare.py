@@ -1,7 +1,9 @@
 """Seed statistics: final loss mean ± std across seeds, per size, for two families (e.g. SoLU vs GELU).
 
-A run's final loss is the mean training loss of the updates logged in its last checkpoint
-(those since the checkpoint before), so one noisy batch does not decide it.
+When every run compared has a held-out split, the families are ranked by the held-out loss at
+the last checkpoint: the loss on documents no run trained on, the same for every run. Else by
+the final training loss: the mean loss of the updates logged in the last checkpoint (those
+since the checkpoint before), so one noisy batch does not decide it. Both are reported.
 """
 
 from __future__ import annotations
@@ -16,14 +18,22 @@ from zoo.analysis._errors import AnalysisError
 from zoo.analysis._runs import RunCheckpoints
 
 
+HELD_OUT = "held-out loss at the last checkpoint"
+TRAINING = "final training loss"
+
+
 @dataclass(frozen=True)
 class SizeStats:
     family: str  # architecture, e.g. "solu"
     size: str  # e.g. "2l"
     n_seeds: int
+    metric: str  # what mean, std and losses are: HELD_OUT when every run compared has a split, else TRAINING
     mean: float
     std: float  # sample std (n-1); 0.0 for a single seed
-    losses: dict[str, float]  # seed -> final loss
+    losses: dict[str, float]  # seed -> the metric
+    training_mean: float  # the final training loss, reported beside the held-out loss
+    training_std: float
+    training_losses: dict[str, float]
 
 
 def final_loss(run: RunCheckpoints) -> float:
@@ -33,27 +43,47 @@ def final_loss(run: RunCheckpoints) -> float:
     return statistics.fmean(losses)
 
 
+def held_out_loss(run: RunCheckpoints) -> float | None:
+    """The held-out loss at the run's last checkpoint; None for a run without a held-out split."""
+    return run.held_out().get(run.steps[-1]) if run.steps else None
+
+
 def compare(runs: list[RunCheckpoints], family_a: str, family_b: str) -> list[SizeStats]:
     """Per family and size, final loss across seeds; both families must be among `runs`."""
-    stats = []
+    chosen = {}
     for family in (family_a, family_b):
-        chosen = [r for r in runs if r.config["run"]["architecture"] == family]
-        if not chosen:
+        chosen[family] = [r for r in runs if r.config["run"]["architecture"] == family]
+        if not chosen[family]:
             known = sorted({r.config["run"]["architecture"] for r in runs})
             raise AnalysisError(f"no run of family {family!r} among the runs given (families: {', '.join(known)})")
-        for size in sorted({r.model_name.removeprefix(f"{family}-") for r in chosen}):
-            losses = {r.seed: final_loss(r) for r in chosen if r.model_name == f"{family}-{size}"}
-            values = list(losses.values())
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            stats.append(SizeStats(family, size, len(values), statistics.fmean(values), std, losses))
+    held_out = {r.name: held_out_loss(r) for rs in chosen.values() for r in rs}
+    metric = HELD_OUT if None not in held_out.values() else TRAINING
+    stats = []
+    for family, family_runs in chosen.items():
+        for size in sorted({r.model_name.removeprefix(f"{family}-") for r in family_runs}):
+            same = [r for r in family_runs if r.model_name == f"{family}-{size}"]
+            training = {r.seed: final_loss(r) for r in same}
+            losses = {r.seed: held_out[r.name] for r in same} if metric == HELD_OUT else training
+            stats.append(SizeStats(family, size, len(same), metric, *_spread(losses), losses, *_spread(training),
+                                   training))
     return stats
 
 
+def _spread(losses: dict[str, float]) -> tuple[float, float]:
+    values = list(losses.values())
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def table(stats: list[SizeStats]) -> str:
-    """Plain-text table: family, size, seeds, mean ± std."""
-    rows = [f"{'family':<10} {'size':<6} {'seeds':>5}  final loss (mean ± std)"]
-    rows += [f"{s.family:<10} {s.size:<6} {s.n_seeds:>5}  {s.mean:.4f} ± {s.std:.4f}" for s in stats]
-    return "\n".join(rows)
+    """Plain-text table: family, size, seeds, mean ± std (and the final training loss beside a held-out loss)."""
+    held_out = stats[0].metric == HELD_OUT
+    width = len(stats[0].metric) + 16
+    head = f"{'family':<10} {'size':<6} {'seeds':>5}  " + f"{stats[0].metric + ' (mean ± std)':<{width}}"
+    rows = [head + (TRAINING if held_out else "")]
+    for s in stats:
+        row = f"{s.family:<10} {s.size:<6} {s.n_seeds:>5}  " + f"{f'{s.mean:.4f} ± {s.std:.4f}':<{width}}"
+        rows.append(row + (f"{s.training_mean:.4f} ± {s.training_std:.4f}" if held_out else ""))
+    return "\n".join(row.rstrip() for row in rows)
 
 
 def analyze(runs: list[RunCheckpoints], family_a: str, family_b: str, out_dir: str | Path,
@@ -63,7 +93,7 @@ def analyze(runs: list[RunCheckpoints], family_a: str, family_b: str, out_dir: s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / f"{name}.json", {"analysis": "compare", "families": [family_a, family_b],
-                                                 "sizes": [asdict(s) for s in stats]})
+                                                 "metric": stats[0].metric, "sizes": [asdict(s) for s in stats]})
     sizes = sorted({s.size for s in stats})
     fig, axes = _plots.subplots(1, 1, width=5)
     ax = axes[0][0]
@@ -76,7 +106,7 @@ def analyze(runs: list[RunCheckpoints], family_a: str, family_b: str, out_dir: s
             ax.scatter([x] * len(mine[size].losses), list(mine[size].losses.values()), s=8, color="grey", zorder=3)
     ax.set_xticks(range(len(sizes)), sizes)
     ax.set_xlabel("size")
-    ax.set_ylabel("final training loss (mean ± std over seeds)")
+    ax.set_ylabel(f"{stats[0].metric} (mean ± std over seeds)")
     ax.legend()
     _plots.save_png(fig, out_dir / f"{name}.png")
     return stats

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from data_index import DataIndexError
 from training import BUILTIN_SPECS, SPEC_ARGUMENT_HELP, TrainingError, load_spec, train_zoo
 from training.determinism import restart_with_cpu_level
 from training.errors import CpuLevelNotSetError
+from zoo.analysis import AnalysisError
 from zoo.cli import analyze, data, hub, launch, replay
 from zoo.cli.demo import DEMO_ORG, run_demo
 from zoo.hub.errors import HubError
@@ -37,6 +39,8 @@ Typical session:
   zoo status toy                           pending/running/done/cancelled/failed, last step, loss
   zoo batch out/toy --step 5 --decode      the exact samples update 5 trained on
   zoo where-seen out/toy --doc 17          every (step, row) that trained on document 17
+  zoo where-seen toy --org me --doc 17     the same of a published zoo (fetches only its chunks)
+  zoo analyze document 17 out/toy          document 17's loss at every checkpoint, its steps marked
   zoo verify out/toy/runs/solu-1l-seed0    check every file against the manifest
   zoo publish out/toy --org me             one Hub repo per run + the zoo's data (or --root DIR)
   zoo replay solu-1l --seed 0 --from 64 --to 128 --org me
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             restart_with_cpu_level(e.level)
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
-    except (TrainingError, DataIndexError, HubError, ManifestError, ManifestNotFoundError) as e:
+    except (TrainingError, DataIndexError, HubError, ManifestError, ManifestNotFoundError, AnalysisError) as e:
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -79,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="resume runs trained on another platform (CPU level, device, torch, precision settings, "
                             "code version) here anyway; each run's manifest records the step where it changed, and "
                             "replay compares each stretch with its own platform")
+    train.add_argument("--data-workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                       help="processes that tokenize the corpus when its store is first built (default: every "
+                            "core); the store's bytes are the same for any N")
     train.set_defaults(func=_train)
 
     demo = commands.add_parser("demo", help="the main job: train a quick toy subset, publish, load back bitwise",
@@ -114,7 +121,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     results = train_zoo(spec, args.out, runs=args.runs, resume=args.resume, device=args.device,
-                        progress=not args.quiet, allow_platform_change=args.allow_platform_change)
+                        progress=not args.quiet, allow_platform_change=args.allow_platform_change,
+                        data_workers=max(1, args.data_workers))
     _print_results(results)
     return 0
 

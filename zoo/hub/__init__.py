@@ -13,6 +13,7 @@ with the same layout (a shared filesystem: files are read in place, and verified
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from zoo.hub.backends import Backend, Repo, backend_for
@@ -86,14 +87,16 @@ def load(model: str, *, org: str, seed: int | None = None, init_seed: int | None
 
 def download(model: str, *, org: str, seed: int | None = None, init_seed: int | None = None,
              data_seed: int | None = None, steps: list[int] | None = None, zoo: str | None = None,
-             root: Root = None, revision: str | None = None) -> Path:
+             root: Root = None, revision: str | None = None, names: Sequence[str] | None = None) -> Path:
     """Fetch a run's config and checkpoints (all, or `steps`) into the HF cache, verified; its folder.
 
-    On a directory root nothing is copied: the files are verified where they are.
+    `names` keeps only the checkpoint files so named (e.g. ["eval.json"]: the held-out loss of
+    every checkpoint, without the weights). On a directory root nothing is copied: the files
+    are verified where they are.
     """
     backend = backend_for(root)
     snap = run_snapshot(backend, org, model, zoo, seed, init_seed, data_seed, revision)
-    return fetch_all(backend, snap, run_files(snap, steps))
+    return fetch_all(backend, snap, run_files(snap, steps, names))
 
 
 def download_data(zoo: str, *, org: str, root: Root = None, revision: str | None = None) -> Path:

@@ -7,6 +7,7 @@ card and makes no commit.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from checkpoints_manifest import Manifest
@@ -30,8 +31,12 @@ def seed_arguments(run: dict[str, Any]) -> str:
     return f"init_seed={run['init_seed']}, data_seed={run['data_seed']}"
 
 
-def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_repo: str) -> str:
-    """README.md of a run repo: metadata, what the model is, its loss curve, how to load and replay it."""
+def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_repo: str,
+               evaluations: Sequence[dict[str, Any]] = ()) -> str:
+    """README.md of a run repo: metadata, what the model is, its loss curve, how to load and replay it.
+
+    `evaluations` (the checkpoints' eval.json records) add the held-out loss; a run without a
+    held-out split gets the card it always had."""
     run, model = config["run"], config["model"]
     steps = manifest.checkpoints
     seed = seed_arguments(run)
@@ -54,6 +59,7 @@ def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_rep
         "",
         "![loss curve](loss.png)",
         "",
+        *_held_out_lines(config, evaluations),
         "## Load and replay",
         "",
         "```python",
@@ -74,8 +80,18 @@ def model_card(org: str, config: dict[str, Any], manifest: Manifest, *, data_rep
     ])
 
 
-def loss_png(records: list[dict[str, Any]], title: str) -> bytes:
-    """The loss curve as PNG bytes, without the metadata (software version) that would vary."""
+def _held_out_lines(config: dict[str, Any], evaluations: Sequence[dict[str, Any]]) -> list[str]:
+    if not evaluations:
+        return []
+    last = evaluations[-1]
+    return [f"Held-out loss (the dashed line): {last['held_out_loss']:.4f} at step {last['step']}, on "
+            f"{config['data']['held_out_docs']} documents never trained on ({last['held_out_tokens']:,} tokens), "
+            f"evaluated at every checkpoint (`eval.json` beside each).", ""]
+
+
+def loss_png(records: list[dict[str, Any]], title: str, evaluations: Sequence[dict[str, Any]] = ()) -> bytes:
+    """The loss curve as PNG bytes, without the metadata (software version) that would vary; with
+    `evaluations`, the held-out loss at every checkpoint beside the training loss."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,7 +99,12 @@ def loss_png(records: list[dict[str, Any]], title: str) -> bytes:
 
     figure = Figure(figsize=(6, 3.5), dpi=100)
     axes = figure.add_subplot()
-    axes.plot([r["step"] for r in records], [r["loss"] for r in records], linewidth=1)
+    axes.plot([r["step"] for r in records], [r["loss"] for r in records], linewidth=1,
+              label="training (each update's batch)")
+    if evaluations:
+        axes.plot([e["step"] for e in evaluations], [e["held_out_loss"] for e in evaluations], "--", linewidth=1.2,
+                  label="held out (every checkpoint)")
+        axes.legend()
     axes.set(xlabel="step", ylabel="loss", title=title)
     axes.grid(alpha=0.3)
     figure.tight_layout()

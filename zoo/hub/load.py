@@ -8,7 +8,7 @@ against its manifest entry; a bad copy is evicted from the cache before the erro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -357,14 +357,15 @@ def fetch_all(backend: Backend, snap: Snapshot, paths: list[str], workers: int =
     return snap.folder
 
 
-def run_files(snap: Snapshot, steps: list[int] | None) -> list[str]:
-    """config.json and every file of the checkpoints `steps` (all when None)."""
+def run_files(snap: Snapshot, steps: list[int] | None, names: Sequence[str] | None = None) -> list[str]:
+    """config.json and every file of the checkpoints `steps` (all when None), or only those named `names`."""
     chosen = snap.manifest.checkpoints if steps is None else steps
     for s in chosen:
         if s not in snap.manifest.checkpoints:
             pick_step(snap, {}, s, None)  # raises, listing the nearest steps
     prefixes = tuple(f"checkpoints/{checkpoint_dir_name(s)}/" for s in chosen)
-    return ["config.json", *sorted(p for p in snap.manifest.files if p.startswith(prefixes))]
+    return ["config.json", *sorted(p for p in snap.manifest.files if p.startswith(prefixes)
+                                   and (names is None or p.rsplit("/", 1)[1] in names))]
 
 
 def data_repo(org: str, zoo: str) -> Repo:

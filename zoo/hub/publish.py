@@ -33,7 +33,7 @@ from checkpoints_manifest import (
     verify,
 )
 from data_index import StepIndex
-from training.checkpoint import read_loss_log
+from training.checkpoint import read_evaluations, read_loss_log
 from training.errors import StaleStepIndexError
 from training.loop import check_step_index
 from training.run_dir import LOCK_NAME
@@ -115,8 +115,10 @@ def _publish_repos(runs: list[_Run], zoo_dir: Path, org: str, backend: Backend, 
     tokenizer_json = (zoo_dir / TOKENIZER_PATH).read_bytes()
     for run in runs:
         files: dict[str, Content] = {rel: run.path / rel for rel in run.manifest.files}
-        cards = {"README.md": model_card(org, run.config, run.manifest, data_repo=data_repo.id).encode(),
-                 "loss.png": loss_png(logs[run.path], run.manifest.run),
+        evaluations = read_evaluations(run.path, run.manifest.checkpoints)
+        cards = {"README.md": model_card(org, run.config, run.manifest, data_repo=data_repo.id,
+                                         evaluations=evaluations).encode(),
+                 "loss.png": loss_png(logs[run.path], run.manifest.run, evaluations),
                  **interop_files(run.config, run.manifest, tokenizer_json)}
         results.append(_publish_repo(backend, Repo(f"{org}/{run.manifest.run}", "model"), run.manifest, files,
                                      tag=f"step{run.manifest.checkpoints[-1]}", cards=cards))
