@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._provenance import measured_on
 from checkpoints_manifest import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_scale.json"
@@ -238,9 +238,7 @@ def main() -> None:
     sample = pq.read_table(corpora["large"][0], columns=["text"]).column(0).to_pylist()[:BPE_SAMPLE]
     train_bpe_tokenizer(sample, BPE_VOCAB).save(str(tokenizer))
     bpe_s = time.perf_counter() - began
-    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                 "python": sys.version.split()[0]},
-                     "corpus": {"vocabulary_words": VOCAB_WORDS, "zipf": ZIPF, "mean_words": MEAN_WORDS,
+    results: dict = {"corpus": {"vocabulary_words": VOCAB_WORDS, "zipf": ZIPF, "mean_words": MEAN_WORDS,
                                 "lognormal_sigma": SIGMA, "bpe_vocab": BPE_VOCAB, "n_ctx": N_CTX,
                                 "batch_size": BATCH, "scale": args.scale},
                      "generate_s": generated_s, "bpe_train_s": bpe_s, "sizes": {}}
@@ -264,6 +262,7 @@ def main() -> None:
     small, large_r = results["sizes"]["small"], results["sizes"]["large"]
     results["rss_large_over_small"] = large_r["peak_rss_total_mb"] / small["peak_rss_total_mb"]
     results["total_s"] = time.perf_counter() - began + generated_s
+    results["measured"] = measured_on("cpu", workers=args.workers, scale=args.scale)
     results["targets"] = {"ratio_vs_encode_batch": ">= 0.9", "rss_large_over_small": "<= 1.2",
                           "peak_rss_total_mb": "<= 2048 (builder + workers)",
                           "store_index_bytes_per_raw_token_byte": "<= 1.1", "where_seen_warm_us": "<= 1000",

@@ -60,7 +60,8 @@ def test_a_document_curve_is_the_loss_of_every_checkpoint_and_marks_the_steps_th
     assert (tmp_path / f"document{doc}.png").stat().st_size > 0
 
 
-def test_a_published_zoo_gives_the_same_curve_fetching_only_the_chunks_of_the_document(trained_tiny, tmp_path):
+def test_a_published_zoo_gives_the_same_curve_fetching_only_the_chunks_of_the_document(trained_tiny, tmp_path,
+                                                                                       capsys):
     zoo_dir = trained_tiny / "tiny"
     publish(zoo_dir, org="lab", root=tmp_path / "hub")
     store = TokenStore.open(zoo_dir / "data")
@@ -74,6 +75,12 @@ def test_a_published_zoo_gives_the_same_curve_fetching_only_the_chunks_of_the_do
     assert published == local
     index_chunks = [p for p in data.fetched if p.startswith("index/")]
     assert index_chunks and all("/seen_" in p for p in index_chunks)  # the reverse map's chunks, no batch
+
+    capsys.readouterr()
+    assert main(["where-seen", str(zoo_dir), "--doc", str(doc)]) == 0  # zoo --help's two where-seen examples
+    assert main(["where-seen", "tiny", "--org", "lab", "--root", str(tmp_path / "hub"), "--doc", str(doc)]) == 0
+    local_out, published_out = capsys.readouterr().out.split(f"doc {doc}:")[1:]
+    assert published_out == local_out and "seen" in local_out
 
 
 def test_zoo_analyze_document_writes_the_figure_and_numbers(trained_tiny, tmp_path, capsys):
