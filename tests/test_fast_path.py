@@ -119,9 +119,9 @@ def slow_disk(monkeypatch):
             raise CheckpointError(f"could not write checkpoint step {snapshot.loop.step}: the disk is full")
         return write(run_dir, snapshot)
 
-    def counted_capture(model, optimizer, loop, records, *, loss_log):
+    def counted_capture(model, optimizer, loop, records, **options):
         captured.append(loop.step)
-        return capture(model, optimizer, loop, records, loss_log=loss_log)
+        return capture(model, optimizer, loop, records, **options)
 
     monkeypatch.setattr(checkpoint_module, "write", slow_write)
     monkeypatch.setattr(checkpoint_module, "capture", counted_capture)
