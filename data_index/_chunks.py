@@ -69,10 +69,13 @@ class ChunkedArray:
             return np.empty((0, *self.shape[1:]), dtype=self.dtype.newbyteorder("="))
         first, last = start // self.chunk_rows, (stop - 1) // self.chunk_rows
         self._ensure(range(first, last + 1))
-        parts = [self._chunk(c) for c in range(first, last + 1)]
-        block = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        offset = first * self.chunk_rows
-        return block[start - offset: stop - offset]
+        if first == last:
+            return self._chunk(first)[start - first * self.chunk_rows: stop - first * self.chunk_rows]
+        out = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype.newbyteorder("="))
+        for c in range(first, last + 1):  # each chunk copied into place: a long read holds its rows once
+            lo, hi = max(start, c * self.chunk_rows), min(stop, (c + 1) * self.chunk_rows)
+            out[lo - start: hi - start] = self._chunk(c)[lo - c * self.chunk_rows: hi - c * self.chunk_rows]
+        return out
 
     def take(self, indices: np.ndarray) -> np.ndarray:
         """Rows `indices` (any order, repeats allowed)."""

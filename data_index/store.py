@@ -117,8 +117,8 @@ class TokenStore:
         self._zarr_tokens = self._arrays["tokens"]
         self._doc_offsets = self._arrays["doc_offsets"]
         nbytes = self.n_samples * (self.n_ctx + 1) * self._zarr_tokens.dtype.itemsize
-        in_memory = fetch is None and nbytes <= _IN_MEMORY_MAX_BYTES
-        self._tokens = self._zarr_tokens.rows(0, self.n_samples) if in_memory else None
+        self._in_memory = fetch is None and nbytes <= _IN_MEMORY_MAX_BYTES
+        self._loaded: np.ndarray | None = None
         held = meta.get("n_held_out_docs", 0)
         self.held_out_docs = (self._arrays["held_out_docs"].rows(0, held).astype(np.int64) if held
                               else np.empty(0, dtype=np.int64))
@@ -146,16 +146,23 @@ class TokenStore:
     def samples(self, ids: np.ndarray) -> np.ndarray:
         """Tokens of samples `ids` (in that order, repeats allowed): int64 [len(ids), n_ctx+1].
 
-        The trainer's hot path: a small store is in RAM, so this is one gather.
+        The trainer's hot path: a store up to 1 GiB is read into RAM at the first call, then this is one
+        gather; a larger or a published one is read chunk by chunk.
         """
         ids = np.asarray(ids)
         if ids.size and (ids.min() < 0 or ids.max() >= self.n_samples):
             raise SampleOutOfRangeError(
                 f"sample ids must lie in [0, {self.n_samples}) for store {self.path}; got [{ids.min()}, {ids.max()}]"
             )
-        if self._tokens is not None:
-            return self._tokens[ids].astype(np.int64)
+        if self._in_memory:
+            return self._tokens()[ids].astype(np.int64)
         return self._zarr_tokens.take(ids.reshape(-1)).astype(np.int64).reshape(*ids.shape, self.n_ctx + 1)
+
+    def _tokens(self) -> np.ndarray:
+        """Every sample, read into RAM on first use (a store opened only to look documents up never is)."""
+        if self._loaded is None:
+            self._loaded = self._zarr_tokens.rows(0, self.n_samples)
+        return self._loaded
 
     def held_out_samples(self) -> np.ndarray:
         """The held-out documents packed into samples: int64 [m, n_ctx+1] (m = 0 when none is held out)."""
@@ -198,7 +205,7 @@ class TokenStore:
             start, end = (int(x) for x in self._arrays["held_out_doc_offsets"].rows(j, j + 2))
             return _stream(self._arrays["held_out_tokens"], self.n_ctx + 1, start, end)
         start, end = (int(x) for x in self._doc_offsets.rows(doc_id, doc_id + 2))
-        rows = self._zarr_tokens if self._tokens is None else _InMemory(self._tokens)
+        rows = _InMemory(self._tokens()) if self._in_memory else self._zarr_tokens
         return _stream(rows, self.n_ctx + 1, start, end)
 
     def document_text(self, doc_id: int) -> str:

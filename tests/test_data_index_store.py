@@ -110,10 +110,18 @@ def test_samples_come_in_the_order_asked_with_repeats(store):
 def test_a_store_too_big_for_memory_reads_the_same_samples_from_zarr(store, monkeypatch):
     monkeypatch.setattr(store_module, "_IN_MEMORY_MAX_BYTES", 0)
     on_disk = TokenStore.open(store.path)
-    assert on_disk._tokens is None
     ids = np.array([9, 2, 9, 400, 0])
     assert np.array_equal(on_disk.samples(ids), store.samples(ids))
     assert on_disk.document_text(11) == store.document_text(11)
+    assert on_disk._loaded is None  # never read whole
+
+
+def test_a_store_is_read_into_memory_only_when_samples_are_first_asked_for(store):
+    opened = TokenStore.open(store.path)
+    opened.document_samples(11), opened.sample_documents(3)  # lookups read offsets only
+    assert opened._loaded is None
+    opened.samples(np.array([0]))
+    assert opened._loaded is not None and len(opened._loaded) == opened.n_samples
 
 
 def test_a_sample_read_touches_one_chunk(store):

@@ -1,6 +1,7 @@
 """Untrusted JSON and safetensors headers: one checked reader (bounded size, values and depth) serves every
-command that reads a registry, manifest, config.json, dataset manifest or header; resume, replay and load
-read checkpoints through the same checked safetensors reader; one damaged run does not hide the others."""
+command that reads a registry, manifest, config.json, dataset manifest, token store metadata or header;
+resume, replay and load read checkpoints through the same checked safetensors reader; one damaged run
+does not hide the others."""
 
 from __future__ import annotations
 
@@ -66,15 +67,18 @@ def _local_run(trained_tiny: Path, out: Path) -> Path:
 def test_json_and_headers_nested_100000_deep_and_a_60_mb_registry_are_refused_by_every_reader(
         published: Path, trained_tiny: Path, tmp_path: Path) -> None:
     roots = {kind: _root(published, tmp_path / kind) for kind in
-             ("huge_registry", "registry", "manifest", "config", "data_manifest", "header")}
+             ("huge_registry", "registry", "manifest", "config", "data_manifest", "store_meta", "header")}
     (roots["huge_registry"] / "datasets" / ORG / "zoo-registry" / "registry.json").write_bytes(
         b'{"runs": [' + b"[]," * 20_000_000 + b"[]]}")  # 60 MB, under the 64 MiB size limit
     (roots["registry"] / "datasets" / ORG / "zoo-registry" / "registry.json").write_bytes(NESTED)
     (roots["manifest"] / REPO / "manifest.json").write_bytes(NESTED)
     _plant(roots["config"] / REPO, "config.json", NESTED)
     (roots["data_manifest"] / "datasets" / ORG / "tiny-data" / "manifest.json").write_bytes(NESTED)
+    _plant(roots["store_meta"] / "datasets" / ORG / "tiny-data", "data/store.json", NESTED)
     _plant(roots["header"] / REPO, WEIGHTS4, _nested_header())
-    locals_ = {kind: _local_run(trained_tiny, tmp_path / f"local-{kind}") for kind in ("manifest", "config", "header")}
+    locals_ = {kind: _local_run(trained_tiny, tmp_path / f"local-{kind}")
+               for kind in ("manifest", "config", "header", "store_meta")}
+    (locals_["store_meta"].parents[1] / "data" / "store.json").write_bytes(NESTED)
     (locals_["manifest"] / "manifest.json").write_bytes(NESTED)
     _plant(locals_["config"], "config.json", NESTED)
     _plant(locals_["header"], "checkpoints/step00000016/model.safetensors", _nested_header())
@@ -98,6 +102,8 @@ def test_json_and_headers_nested_100000_deep_and_a_60_mb_registry_are_refused_by
         "nested config.json: replay": [*replay_, *hub("config")],
         "nested dataset manifest: download": ["download", "tiny", "--data", *hub("data_manifest")],
         "nested dataset manifest: replay": [*replay_, *hub("data_manifest")],
+        "nested token store metadata: replay": [*replay_, *hub("store_meta")],
+        "nested token store metadata: where-seen": ["where-seen", "tiny", "--doc", "1", *hub("store_meta")],
         "nested header: replay": [*replay_, *hub("header")],
         "nested local manifest: verify": ["verify", str(locals_["manifest"])],
         "nested local manifest: publish": ["publish", str(locals_["manifest"]), *hub("manifest")],
@@ -106,6 +112,7 @@ def test_json_and_headers_nested_100000_deep_and_a_60_mb_registry_are_refused_by
         "nested local config.json: publish": ["publish", str(locals_["config"]), *hub("config")],
         "nested local config.json: resume": ["train", "tiny", "--out", str(locals_["config"].parents[2]),
                                              "--runs", "gelu-1l-seed0", "--resume", "--quiet"],
+        "nested local token store metadata: batch": ["batch", str(locals_["store_meta"].parents[1]), "--step", "1"],
         "nested local header: resume": ["train", "tiny", "--out", str(locals_["header"].parents[2]),
                                         "--runs", "gelu-1l-seed0", "--resume", "--quiet"],
     }
