@@ -191,7 +191,7 @@ def write(run_dir: Path, snapshot: Snapshot) -> list[str]:
         atomic_write_json(partial / "state.json", snapshot.loop.to_dict())
         atomic_write_bytes(partial / "loss.jsonl", loss_lines(snapshot.loss_records, snapshot.loss_log))
         if snapshot.evaluation is not None:
-            atomic_write_json(partial / EVAL_NAME, {key: _strict(v) for key, v in snapshot.evaluation.items()})
+            atomic_write_json(partial / EVAL_NAME, _spelled(snapshot.evaluation))
         if final.exists():  # left by a crash after the rename but before the manifest listed it
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -225,9 +225,14 @@ def loss_lines(records: tuple[dict[str, Any], ...] | list[dict[str, Any]], loss_
     """The bytes of loss.jsonl: one JSON object per update, in the run's `loss_log` format (numerics.py).
     Finite numbers are written alike in both; "strict-json" writes a NaN or infinity as a string."""
     if loss_log == "strict-json":
-        records = [{key: _strict(value) for key, value in r.items()} for r in records]
+        records = [_spelled(r) for r in records]
     return "".join(json.dumps(r, sort_keys=True, allow_nan=loss_log == "python-json") + "\n"
                    for r in records).encode()
+
+
+def _spelled(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with each NaN or infinity spelled as a string (strict JSON); `_numbers` reads it back."""
+    return {key: _strict(value) for key, value in record.items()}
 
 
 def _strict(value: Any) -> Any:
